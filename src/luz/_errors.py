@@ -1,0 +1,42 @@
+"""Re-raising errors with context (which callback, which metric) without changing their type."""
+
+from __future__ import annotations
+
+import functools
+
+
+class CallbackError(RuntimeError):
+    """An error raised inside a callback hook; the message names the callback and breakpoint.
+
+    The raised object is also an instance of the original exception's class, so
+    ``except ValueError`` still catches a ``ValueError`` raised in a hook. The original
+    exception is chained as ``__cause__``.
+    """
+
+
+class MetricError(RuntimeError):
+    """An error raised by a metric's ``update`` or ``compute``, naming the metric and the step.
+
+    Like `CallbackError`, it is also an instance of the original exception's class.
+    """
+
+
+@functools.cache
+def _combined(base: type[Exception], original: type[BaseException]) -> type[Exception]:
+    if issubclass(original, base) or not issubclass(original, Exception):
+        return base
+    try:
+        return type(original.__name__, (base, original), {"__module__": original.__module__})
+    except TypeError:  # incompatible layouts (e.g. OSError subclasses): keep the luz type
+        return base
+
+
+def rewrap(error: BaseException, message: str, base: type[Exception]) -> Exception:
+    """Build an exception of type ``base`` (and of ``type(error)`` when possible) saying ``message``.
+
+    The caller raises it ``from error`` so the original stays visible in the traceback.
+    """
+    cls = _combined(base, type(error))
+    new = cls.__new__(cls)
+    Exception.__init__(new, f"{message}: {error}" if str(error) else message)
+    return new

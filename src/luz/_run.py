@@ -1,0 +1,212 @@
+"""Assembling a run: argument checks, the context, default callbacks, then the loop."""
+
+from __future__ import annotations
+
+import numbers
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from luz.accelerator import Accelerator
+from luz.callbacks.base import Callback
+from luz.callbacks.defaults import Interrupt, Metrics, Profile, TrainValid
+from luz.context import Context
+from luz.data import eval_loader, split_valid, training_loader
+from luz.loop import evaluate_loop, fit_loop, predict_loop
+from luz.metrics.base import as_metric_set
+from luz.reporting.progress import Progress
+from luz.step import default_step
+
+if TYPE_CHECKING:
+    from luz.fitted import Evaluation, Fitted
+    from luz.module import LuzModule
+
+
+def default_verbose() -> bool:
+    """Progress is shown when stderr is a terminal or we run inside a notebook kernel."""
+    if "ipykernel" in sys.modules:
+        return True
+    stream = sys.stderr
+    return bool(stream is not None and hasattr(stream, "isatty") and stream.isatty())
+
+
+def parse_epochs(epochs: object) -> tuple[int, int]:
+    """``n`` -> ``(0, n)``; ``(min, max)`` -> itself; anything else is a ``ValueError``."""
+
+    def is_count(x: object) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+    if is_count(epochs):
+        return 0, epochs  # type: ignore[return-value]
+    if isinstance(epochs, tuple | list) and len(epochs) == 2 and all(is_count(e) for e in epochs):
+        lo, hi = epochs
+        if lo > hi:
+            raise ValueError(f"`epochs`: the minimum ({lo}) is larger than the maximum ({hi}).")
+        return lo, hi
+    raise ValueError(
+        "`epochs` must be a non-negative int (the maximum) or a (min, max) pair of ints; "
+        f"got {epochs!r}."
+    )
+
+
+def as_callback_list(callbacks: Any) -> list[Any]:
+    """``None`` -> ``[]``; a single callback (or callback class) -> ``[it]``; lists as lists."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback) or isinstance(callbacks, type) or not isinstance(callbacks, list | tuple):
+        return [callbacks]
+    return list(callbacks)
+
+
+def resolve_step(model: nn.Module, ctx: Context) -> Callable[[], None]:
+    """The module's own ``step()`` if it defines one, else `luz.step.default_step`."""
+    if callable(getattr(type(model), "step", None)):
+        return model.step  # type: ignore[no-any-return]
+    return lambda: default_step(ctx)
+
+
+def _new_context(verbose: bool | None, accelerator: Accelerator | None, callbacks: list[Any]) -> Context:
+    if accelerator is not None and not isinstance(accelerator, Accelerator):
+        raise TypeError(f"`accelerator` must be a luz.Accelerator, got {type(accelerator).__name__}.")
+    ctx = Context(verbose=default_verbose() if verbose is None else bool(verbose), accelerator=accelerator or Accelerator())
+    ctx.callbacks = callbacks
+    return ctx
+
+
+def run_fit(
+    module: LuzModule,
+    data: Any,
+    *,
+    epochs: Any,
+    callbacks: Any,
+    valid_data: Any,
+    accelerator: Accelerator | None,
+    verbose: bool | None,
+    dataloader_options: dict[str, Any] | None,
+) -> Fitted:
+    """Build the fit context and run `luz.loop.fit_loop`."""
+    from luz.fitted import Fitted
+
+    min_epochs, max_epochs = parse_epochs(epochs)
+    defaults = [Profile(), TrainValid(), Metrics(), Progress(), Interrupt()]
+    ctx = _new_context(verbose, accelerator, [*defaults, *as_callback_list(callbacks)])
+    if isinstance(valid_data, numbers.Number):
+        data, valid_data = split_valid(data, valid_data)  # type: ignore[arg-type]
+    train_dl = training_loader(data, dataloader_options)
+    valid_dl = None if valid_data is None else eval_loader(valid_data, dataloader_options, role="validation")
+
+    acc = ctx.accelerator
+    assert acc is not None
+    model = acc.prepare(module.build_model())
+    ctx.hparams, ctx.opt_hparams = dict(module.hparams), dict(module.opt_hparams)
+    ctx.model = model
+    ctx.optimizers = module.build_optimizers(model)
+    loss_fn = module.loss_fn(model)
+    ctx.loss_fn = loss_fn.to(acc.device) if isinstance(loss_fn, nn.Module) else loss_fn
+    ctx.backward = module.backward_fn(model)
+    ctx.metric_set = module.metrics
+    ctx.train_data, ctx.valid_data = acc.prepare(train_dl, valid_dl)
+    ctx.data = ctx.train_data
+    ctx.max_epochs = max_epochs
+    ctx.min_epochs = min_epochs
+    try:
+        fit_loop(ctx, resolve_step(model, ctx))
+        return Fitted(
+            model,
+            records=ctx.records,
+            hparams=ctx.hparams,
+            opt_hparams=ctx.opt_hparams,
+            module=module,
+            optimizer_names=list(ctx.optimizers),
+        )
+    finally:
+        ctx.clean()
+
+
+def run_predict(
+    fitted: Fitted,
+    newdata: Any,
+    *,
+    stack: bool,
+    callbacks: Any,
+    accelerator: Accelerator | None,
+    verbose: bool | None,
+    dataloader_options: dict[str, Any] | None,
+) -> Any:
+    """Predict every batch of ``newdata`` with the fitted model."""
+    ctx = _new_context(verbose, accelerator, [Progress(), Interrupt(), *as_callback_list(callbacks)])
+    assert ctx.accelerator is not None
+    loader = eval_loader(newdata, dataloader_options, role="prediction")
+    model = ctx.accelerator.prepare(fitted.model)
+    model.eval()
+    ctx.model = model
+    ctx.training = False
+    ctx.hparams, ctx.opt_hparams = dict(fitted.hparams), dict(fitted.opt_hparams)
+    ctx.data = ctx.accelerator.prepare(loader)
+    try:
+        predictions = predict_loop(ctx)
+    finally:
+        ctx.clean()
+    return stack_predictions(predictions) if stack else predictions
+
+
+def stack_predictions(predictions: list[Any]) -> Any:
+    """Concatenate per-batch outputs along dim 0 (tensors, or tuples/dicts of tensors)."""
+    if not predictions:
+        return torch.empty(0)
+    first = predictions[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(predictions) if first.ndim else torch.stack(predictions)
+    if isinstance(first, tuple | list):
+        parts = [stack_predictions([p[i] for p in predictions]) for i in range(len(first))]
+        return tuple(parts) if isinstance(first, tuple) else parts
+    if isinstance(first, dict):
+        return {k: stack_predictions([p[k] for p in predictions]) for k in first}
+    raise TypeError(
+        f"Cannot stack predictions of type {type(first).__name__}: use predict(..., stack=False) "
+        "to get the list of per-batch outputs."
+    )
+
+
+def run_evaluate(
+    fitted: Fitted,
+    data: Any,
+    *,
+    metrics: Any,
+    callbacks: Any,
+    accelerator: Accelerator | None,
+    verbose: bool | None,
+    dataloader_options: dict[str, Any] | None,
+) -> Evaluation:
+    """One validation pass over ``data`` with the loss and metrics (or ``metrics``)."""
+    from luz.fitted import Evaluation
+
+    defaults = [Profile(), Metrics(), Progress(), Interrupt()]
+    ctx = _new_context(verbose, accelerator, [*defaults, *as_callback_list(callbacks)])
+    assert ctx.accelerator is not None
+    loader = eval_loader(data, dataloader_options, role="evaluation")
+    module = fitted.module
+    model = ctx.accelerator.prepare(fitted.model)
+    model.eval()
+    ctx.model = model
+    ctx.training = False
+    ctx.hparams, ctx.opt_hparams = dict(fitted.hparams), dict(fitted.opt_hparams)
+    ctx.optimizers = fitted.build_optimizers_for_evaluation(model)
+    if module is not None:
+        ctx.metric_set = as_metric_set(metrics) if metrics is not None else module.metrics
+        loss_fn = module.loss_fn(model)
+        ctx.backward = module.backward_fn(model)
+    else:
+        ctx.metric_set = as_metric_set(metrics)
+        method = getattr(model, "loss", None)
+        loss_fn = method if callable(method) else None
+    ctx.loss_fn = loss_fn.to(ctx.accelerator.device) if isinstance(loss_fn, nn.Module) else loss_fn
+    ctx.valid_data = ctx.data = ctx.accelerator.prepare(loader)
+    try:
+        evaluate_loop(ctx, resolve_step(model, ctx))
+        return Evaluation(ctx.records)
+    finally:
+        ctx.clean()

@@ -1,0 +1,130 @@
+"""Device placement: choose a device, move modules, and move batches as loaders yield them."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def mps_usable() -> bool:
+    """MPS counts unless ``LUZ_DISABLE_MPS`` is set, on arm64 machines where torch has it."""
+    if os.environ.get("LUZ_DISABLE_MPS", "").lower() not in ("", "0", "false"):
+        return False
+    return platform.machine() == "arm64" and torch.backends.mps.is_available()
+
+
+def move_to_device(batch: Any, device: torch.device, non_blocking: bool = True) -> Any:
+    """Move every tensor in a nested tuple/list/dict to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, tuple | list):
+        moved = [move_to_device(x, device, non_blocking) for x in batch]
+        if hasattr(batch, "_fields"):  # namedtuple
+            return type(batch)(*moved)
+        return type(batch)(moved) if isinstance(batch, tuple) else moved
+    if isinstance(batch, Mapping):
+        return {k: move_to_device(v, device, non_blocking) for k, v in batch.items()}
+    return batch
+
+
+class DeviceLoader:
+    """Wraps a loader so every batch it yields is on ``device``. ``len`` is the loader's."""
+
+    def __init__(self, loader: Iterable[Any], device: torch.device) -> None:
+        self.loader = loader
+        self.device = device
+
+    def __iter__(self) -> Iterator[Any]:
+        device = self.device
+        for batch in self.loader:
+            yield move_to_device(batch, device)
+
+    def __len__(self) -> int:
+        return len(self.loader)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"DeviceLoader({self.loader!r}, device={self.device})"
+
+
+def unwrap_loader(loader: Any) -> Any:
+    """The user's loader behind a `DeviceLoader` (or the loader itself)."""
+    return loader.loader if isinstance(loader, DeviceLoader) else loader
+
+
+class Accelerator:
+    """Chooses the device and prepares models, optimizers and loaders for it.
+
+    Args:
+        device_placement: move modules to the device in ``prepare``.
+        cpu: force the CPU.
+        cuda_index: which CUDA device (default: the current one).
+
+    The device is CUDA if available, else MPS (Apple silicon), else CPU. Usable on its own in a
+    hand-written loop.
+
+    Example:
+        >>> import torch, luz
+        >>> from torch import nn
+        >>> acc = luz.Accelerator(cpu=True)
+        >>> model = nn.Linear(3, 1)
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> dl = luz.as_dataloader((torch.randn(8, 3), torch.randn(8, 1)), batch_size=4)
+        >>> model, opt, dl = acc.prepare(model, opt, dl)
+        >>> for x, y in dl:
+        ...     loss = nn.functional.mse_loss(model(x), y)
+        ...     loss.backward(); opt.step(); opt.zero_grad()
+    """
+
+    def __init__(self, device_placement: bool = True, cpu: bool = False, cuda_index: int | None = None) -> None:
+        self.device_placement = device_placement
+        self.cpu = cpu
+        self.cuda_index = cuda_index
+        self.device = self._choose_device()
+
+    def _choose_device(self) -> torch.device:
+        if self.cpu:
+            return torch.device("cpu")
+        if torch.cuda.is_available():
+            index = torch.cuda.current_device() if self.cuda_index is None else self.cuda_index
+            return torch.device("cuda", index)
+        if mps_usable():
+            return torch.device("mps")
+        return torch.device("cpu")
+
+    def prepare(self, *objs: Any) -> Any:
+        """Prepare each object for the device and return them in order.
+
+        Modules are moved (if ``device_placement``); optimizers are returned as they are
+        (PyTorch moves parameters in place); loaders are wrapped so their batches are moved
+        (on the CPU they are returned unchanged); lists are prepared element-wise; ``None``
+        stays ``None``. One object returns it; several return a tuple.
+        """
+        prepared = tuple(self._prepare_one(obj) for obj in objs)
+        return prepared[0] if len(prepared) == 1 else prepared
+
+    def _prepare_one(self, obj: Any) -> Any:
+        if obj is None or isinstance(obj, torch.optim.Optimizer):
+            return obj
+        if isinstance(obj, nn.Module):
+            return obj.to(self.device) if self.device_placement else obj
+        if isinstance(obj, list):
+            return [self._prepare_one(o) for o in obj]
+        if isinstance(obj, dict):
+            return {k: self._prepare_one(v) for k, v in obj.items()}
+        if isinstance(obj, DeviceLoader):
+            return obj
+        if isinstance(obj, Iterable) and hasattr(obj, "__len__") or isinstance(obj, torch.utils.data.DataLoader):
+            # On the CPU, batches are already in place: skip the per-batch wrapper entirely.
+            return obj if self.device.type == "cpu" else DeviceLoader(obj, self.device)
+        raise TypeError(
+            f"Accelerator.prepare() supports modules, optimizers and data loaders; got "
+            f"{type(obj).__name__}."
+        )
+
+    def __repr__(self) -> str:
+        return f"Accelerator(device={self.device})"

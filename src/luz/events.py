@@ -1,0 +1,111 @@
+"""Breakpoints (the closed vocabulary of callback hooks) and the exceptions that steer the loop.
+
+The tree below is the contract: it is what `fit`, `evaluate` and `predict` fire, in order.
+The documentation shows this very text and a test replays a real fit against it.
+"""
+
+from __future__ import annotations
+
+BREAKPOINT_TREE = """\
+fit:
+  on_fit_begin
+  for each epoch:
+    on_epoch_begin
+    on_train_begin
+    for each training batch:
+      on_train_batch_begin
+      for each optimizer:
+        on_train_batch_after_pred
+        on_train_batch_after_loss
+        on_train_batch_before_backward
+        on_train_batch_before_step
+        on_train_batch_after_step
+      on_train_batch_end
+    on_train_end
+    if validation data:
+      on_valid_begin
+      for each validation batch:
+        on_valid_batch_begin
+        for each optimizer:
+          on_valid_batch_after_pred
+          on_valid_batch_after_loss
+        on_valid_batch_end
+      on_valid_end
+    on_epoch_end
+  if StopTraining was raised:
+    on_early_stopping
+  if KeyboardInterrupt was raised:
+    on_interrupt
+  on_fit_end
+evaluate:
+  on_valid_begin
+  for each batch:
+    on_valid_batch_begin
+    for each optimizer:
+      on_valid_batch_after_pred
+      on_valid_batch_after_loss
+    on_valid_batch_end
+  on_valid_end
+predict:
+  on_predict_begin
+  for each batch:
+    on_predict_batch_begin
+    on_predict_batch_end
+  on_predict_end
+"""
+"""The order in which breakpoints fire. A custom ``step`` replaces the per-optimizer parts."""
+
+
+def _names_in_tree(tree: str) -> tuple[str, ...]:
+    names: list[str] = []
+    for line in tree.splitlines():
+        word = line.strip()
+        if word.startswith("on_") and word not in names:
+            names.append(word)
+    return tuple(names)
+
+
+BREAKPOINTS: tuple[str, ...] = _names_in_tree(BREAKPOINT_TREE)
+"""Every built-in breakpoint name (25), in the order they first appear in the tree."""
+
+_BREAKPOINT_SET = frozenset(BREAKPOINTS)
+
+
+def check_breakpoint_name(name: str, *, argument: str = "name", custom: bool = True) -> str:
+    """Validate a breakpoint name and return it.
+
+    Args:
+        name: the name to check.
+        argument: the argument name used in the error message.
+        custom: accept names that are not built in but start with ``on_``.
+
+    Raises:
+        ValueError: the name is not a breakpoint.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"`{argument}` must be a breakpoint name (a str), got {type(name).__name__}.")
+    if name in _BREAKPOINT_SET or (custom and name.startswith("on_")):
+        return name
+    if custom:
+        raise ValueError(
+            f"`{argument}`={name!r} is not a breakpoint name: custom breakpoints must start "
+            f"with 'on_'. Built-in names: {', '.join(BREAKPOINTS)}."
+        )
+    raise ValueError(
+        f"`{argument}`={name!r} is not a built-in breakpoint. Use one of: {', '.join(BREAKPOINTS)}."
+    )
+
+
+class StopTraining(Exception):  # noqa: N818 - a signal, not an error
+    """Raise anywhere during `fit` to end training gracefully.
+
+    The loop stops where it is, fires ``on_early_stopping`` and then ``on_fit_end``, and `fit`
+    returns the model trained so far. An epoch it interrupts leaves no records.
+    """
+
+
+class SkipEpoch(Exception):  # noqa: N818 - a signal, not an error
+    """Raise during an epoch to abandon the rest of it and continue with the next one.
+
+    The remaining breakpoints of the epoch do not fire and it leaves no records.
+    """

@@ -1,0 +1,129 @@
+"""The loops: fit, evaluate and predict, each firing breakpoints in the order of
+`luz.events.BREAKPOINT_TREE`. Policy (train/eval mode, metrics, progress, timing) lives in the
+default callbacks; these functions only loop.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from luz.events import SkipEpoch, StopTraining
+from luz.step import predict_batch
+
+if TYPE_CHECKING:
+    from luz.context import Context
+
+Step = Callable[[], None]
+
+
+def fit_loop(ctx: Context, step: Step) -> None:
+    """Run epochs ``1..ctx.max_epochs``. ``StopTraining`` and Ctrl-C end training gracefully
+    (``on_early_stopping`` / ``on_interrupt``, then ``on_fit_end``); other errors propagate
+    without ``on_fit_end``."""
+    fire = ctx.fire
+    fire("on_fit_begin")
+    try:
+        for epoch in range(1, ctx.max_epochs + 1):
+            ctx.epoch = epoch
+            _epoch_with_rollback(ctx, step)
+    except StopTraining:
+        fire("on_early_stopping")
+    except KeyboardInterrupt:
+        fire("on_interrupt")
+    fire("on_fit_end")
+
+
+def _epoch_with_rollback(ctx: Context, step: Step) -> None:
+    # An epoch that does not reach on_epoch_end leaves no metric records.
+    metrics = ctx.records["metrics"]
+    marks = {name: len(entries) for name, entries in metrics.items()}
+    reached_end = [False]
+    try:
+        _epoch(ctx, step, reached_end)
+    except (SkipEpoch, StopTraining, KeyboardInterrupt) as signal:
+        if not reached_end[0]:
+            for name, mark in marks.items():
+                del metrics[name][mark:]
+        if not isinstance(signal, SkipEpoch):
+            raise
+
+
+def _epoch(ctx: Context, step: Step, reached_end: list[bool]) -> None:
+    fire = ctx.fire
+    ctx.iter = 0
+    ctx.data = ctx.train_data
+    fire("on_epoch_begin")
+    _train(ctx, step)
+    if ctx.valid_data is not None:
+        _valid(ctx, step)
+    reached_end[0] = True
+    fire("on_epoch_end")
+
+
+def _train(ctx: Context, step: Step) -> None:
+    fire = ctx.fire
+    fire("on_train_begin")
+    iteration = 0
+    for batch in ctx.data:  # type: ignore[union-attr]
+        iteration += 1
+        ctx.batch = batch
+        ctx._iter = iteration  # the loop's own counter: skip the validating setter
+        fire("on_train_batch_begin")
+        step()
+        fire("on_train_batch_end")
+    if iteration == 0:
+        raise ValueError(
+            "The training data produced no batches. With the default drop_last=True a dataset "
+            "smaller than batch_size yields none: pass more data, a smaller batch_size, or "
+            "dataloader_options={'drop_last': False}."
+        )
+    fire("on_train_end")
+
+
+def _valid(ctx: Context, step: Step) -> None:
+    fire = ctx.fire
+    ctx.data = ctx.valid_data
+    with torch.no_grad():
+        fire("on_valid_begin")  # ctx.iter still holds the last training iteration here
+        iteration = 0
+        ctx.iter = 0
+        for batch in ctx.data:  # type: ignore[union-attr]
+            iteration += 1
+            ctx.batch = batch
+            ctx._iter = iteration
+            fire("on_valid_batch_begin")
+            step()
+            fire("on_valid_batch_end")
+        if iteration == 0:
+            warnings.warn(
+                "The validation data produced no batches: no validation metrics are recorded "
+                "for this epoch.",
+                UserWarning,
+                stacklevel=4,
+            )
+        fire("on_valid_end")
+
+
+def evaluate_loop(ctx: Context, step: Step) -> None:
+    """Run one validation pass over ``ctx.valid_data`` (metrics logged as ``valid``, epoch 1)."""
+    ctx.epoch = 1
+    _valid(ctx, step)
+
+
+def predict_loop(ctx: Context) -> list[Any]:
+    """Predict every batch of ``ctx.data``; returns the list of per-batch outputs."""
+    fire = ctx.fire
+    ctx.pred = []
+    with torch.no_grad():
+        fire("on_predict_begin")
+        for batch in ctx.data:  # type: ignore[union-attr]
+            ctx.batch = batch
+            fire("on_predict_batch_begin")
+            ctx.pred.append(predict_batch(ctx))
+            fire("on_predict_batch_end")
+        fire("on_predict_end")
+    return list(ctx.pred)

@@ -1,0 +1,222 @@
+"""The metric contract, the set of metrics a module tracks, and the always-present loss average."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from luz.context import Context
+
+MetricValue = float | dict[str, float]
+
+
+class Metric:
+    """Base class for metrics: keep state in ``__init__``, implement ``update`` and ``compute``.
+
+    ``update(pred, target)`` runs at every batch end and must not read values back to the host
+    (no ``.item()``), so accumulate in tensors; ``compute()`` runs at phase end (and at
+    progress-bar refreshes) and returns a float or a dict of floats. ``abbrev`` is the display
+    name; the record name is its lower case (default: the lower-cased class name). Instances
+    passed to ``setup`` are prototypes: each phase of each epoch uses a fresh deep copy moved to
+    ``ctx.device``, with the context as ``self.ctx``.
+
+    Example:
+        >>> import torch, luz
+        >>> class MeanPrediction(luz.Metric):
+        ...     abbrev = "MeanPred"
+        ...     def __init__(self) -> None:
+        ...         self.total = torch.zeros((), dtype=torch.float64)
+        ...         self.count = 0
+        ...     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        ...         self.total += pred.detach().sum()
+        ...         self.count += pred.numel()
+        ...     def compute(self) -> float:
+        ...         return self.total.item() / max(self.count, 1)
+    """
+
+    abbrev: ClassVar[str | None] = None
+    ctx: Context | None = None
+
+    def update(self, pred: Any, target: Any) -> None:
+        """Accumulate one batch (no host syncs)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement update(pred, target).")
+
+    def compute(self) -> MetricValue:
+        """Return the metric value from the accumulated state."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute().")
+
+    @property
+    def display_name(self) -> str:
+        """The name shown in progress output (``abbrev`` or the class name)."""
+        return type(self).abbrev or type(self).__name__
+
+    @property
+    def record_name(self) -> str:
+        """The name used in records and monitor names: the lower-cased display name."""
+        return self.display_name.lower()
+
+    def format(self, value: Any) -> str:
+        """Format a computed value for display."""
+        return format_value(value)
+
+    def to(self, device: torch.device | str) -> Self:
+        """Move every tensor attribute to ``device`` (float64 becomes float32 on MPS)."""
+        device = torch.device(device)
+        for key, value in vars(self).items():
+            if isinstance(value, torch.Tensor):
+                if device.type == "mps" and value.dtype == torch.float64:
+                    value = value.to(torch.float32)
+                setattr(self, key, value.to(device))
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def format_value(value: Any) -> str:
+    """Format a metric value: floats with 4 decimals, dicts as ``k: v | k: v``."""
+    if isinstance(value, dict):
+        return " | ".join(f"{k}: {format_value(v)}" for k, v in value.items())
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def flatten_value(name: str, value: Any) -> list[tuple[str, Any]]:
+    """Split a dict-valued metric into ``name_key`` entries (``loss_gen``, ``auc_0``)."""
+    if isinstance(value, dict):
+        return [(f"{name}_{key}", v) for key, v in value.items()]
+    return [(name, value)]
+
+
+class LossAverage(Metric):
+    """The loss metric every module tracks: the unweighted mean of batch losses.
+
+    Reads ``ctx.loss`` (a dict by optimizer name, or a tensor). A short last batch counts as
+    much as a full one, so it can differ from a sample-weighted metric such as MSE. With several
+    optimizers ``compute`` returns ``{optimizer name: mean}``.
+    """
+
+    abbrev = "Loss"
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def update(self, pred: Any, target: Any) -> None:
+        loss = self.ctx.loss if self.ctx is not None else {}
+        items = loss.items() if isinstance(loss, dict) else [("opt", loss)]
+        for name, value in items:
+            value = value.detach()
+            total = self.sums.get(name)
+            if total is None:
+                # float64 keeps the mean exact over long epochs; MPS has no float64.
+                dtype = torch.float32 if value.device.type == "mps" else torch.float64
+                self.sums[name] = value.to(dtype=dtype, copy=True)
+                self.counts[name] = 1
+            else:
+                total += value  # in place: no allocation, no sync
+                self.counts[name] += 1
+
+    def compute(self) -> MetricValue:
+        means = {name: total.item() / self.counts[name] for name, total in self.sums.items()}
+        if len(means) == 1:
+            return next(iter(means.values()))
+        return means
+
+
+def check_metric(metric: object, argument: str = "metrics") -> Metric:
+    """Accept a luz metric or a torchmetrics metric instance; explain anything else."""
+    if isinstance(metric, Metric):
+        return metric
+    if _is_torchmetrics(metric):
+        from luz.metrics.torchmetrics_adapter import TorchMetric
+
+        return TorchMetric(metric)
+    hint = ""
+    if isinstance(metric, type):
+        hint = f" Did you forget to instantiate it? Pass {metric.__name__}() instead of {metric.__name__}."
+    raise TypeError(
+        f"Expected an object with class luz.Metric (or a torchmetrics.Metric) in `{argument}`, "
+        f"got {metric!r} ({type(metric).__name__}).{hint}"
+    )
+
+
+def _is_torchmetrics(obj: object) -> bool:
+    return any(cls.__module__.startswith("torchmetrics") and cls.__name__ == "Metric" for cls in type(obj).__mro__)
+
+
+def _as_list(value: object, argument: str) -> list[Metric]:
+    if value is None:
+        return []
+    if isinstance(value, Metric) or not isinstance(value, Iterable) or _is_torchmetrics(value):
+        value = [value]
+    return [check_metric(m, argument) for m in value]
+
+
+def _unique_names(metrics: Sequence[Metric]) -> list[str]:
+    names: list[str] = []
+    for metric in metrics:
+        base = metric.record_name
+        name, k = base, 2
+        while name in names:
+            name, k = f"{base}_{k}", k + 1
+        names.append(name)
+    return names
+
+
+class MetricSet:
+    """The metrics a module tracks in training and validation.
+
+    ``train`` gets the loss average, ``metrics`` and ``train``; ``valid`` gets the loss average,
+    ``metrics`` and ``valid``. The same record name twice becomes ``acc``, ``acc_2``, ...
+
+    Args:
+        metrics: metrics for both phases.
+        train: metrics for the training phase only.
+        valid: metrics for the validation phase only.
+
+    Example:
+        >>> import luz
+        >>> ms = luz.MetricSet(metrics=[luz.metrics.Accuracy()])
+        >>> ms.names("valid")
+        ['loss', 'acc']
+    """
+
+    def __init__(self, metrics: object = None, train: object = None, valid: object = None) -> None:
+        shared = _as_list(metrics, "metrics")
+        self.train: list[Metric] = [LossAverage(), *shared, *_as_list(train, "train")]
+        self.valid: list[Metric] = [LossAverage(), *shared, *_as_list(valid, "valid")]
+
+    def prototypes(self, phase: str) -> list[Metric]:
+        """The prototype metrics of ``"train"`` or ``"valid"``."""
+        return self.train if phase == "train" else self.valid
+
+    def names(self, phase: str) -> list[str]:
+        """Record names for ``phase``, made unique with ``_2``, ``_3`` suffixes."""
+        return _unique_names(self.prototypes(phase))
+
+    def instantiate(self, phase: str, ctx: Context) -> list[Metric]:
+        """Fresh copies of the phase's prototypes, on ``ctx.device``, bound to ``ctx``."""
+        live = []
+        for proto in self.prototypes(phase):
+            metric = copy.deepcopy(proto).to(ctx.device)
+            metric.ctx = ctx
+            live.append(metric)
+        return live
+
+    def __repr__(self) -> str:
+        return f"MetricSet(train={self.names('train')}, valid={self.names('valid')})"
+
+
+def as_metric_set(value: object) -> MetricSet:
+    """Turn ``None``, a metric, a list of metrics or a `MetricSet` into a `MetricSet`."""
+    if isinstance(value, MetricSet):
+        return value
+    return MetricSet(metrics=value)

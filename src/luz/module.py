@@ -1,0 +1,314 @@
+"""Defining what to train: `setup`, hyper-parameters, and the `LuzModule` it returns."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from luz.context import normalize_optimizers
+from luz.metrics.base import MetricSet, as_metric_set
+
+if TYPE_CHECKING:
+    from luz.accelerator import Accelerator
+    from luz.fitted import Fitted
+
+ModuleSpec = type[nn.Module] | nn.Module | Callable[..., nn.Module]
+
+
+def _name(obj: object) -> str:
+    return getattr(obj, "__qualname__", None) or type(obj).__name__
+
+
+def _defines(module: object, method: str) -> bool | None:
+    """Whether the module (class or instance) has a callable ``method``; ``None`` if unknown
+    (a factory function: its model is only known at fit time)."""
+    cls = module if isinstance(module, type) else type(module) if isinstance(module, nn.Module) else None
+    if cls is None:
+        return None
+    return callable(getattr(cls, method, None))
+
+
+def _check_module(module: object) -> ModuleSpec:
+    if isinstance(module, nn.Module):
+        return module
+    if isinstance(module, type) and not issubclass(module, nn.Module):
+        raise TypeError(
+            f"`module` must be a torch.nn.Module subclass (or a function returning a module), got "
+            f"the class {module.__name__}."
+        )
+    if not callable(module):
+        raise TypeError(
+            f"`module` must be a torch.nn.Module subclass, a module instance or a function "
+            f"returning a module; got {module!r} ({type(module).__name__})."
+        )
+    return module  # type: ignore[return-value]
+
+
+def _check_callable(value: object, argument: str, expected: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, type) and issubclass(value, nn.Module):
+        raise TypeError(
+            f"`{argument}` got the class {value.__name__}; did you forget to instantiate it? "
+            f"Pass {value.__name__}() instead."
+        )
+    if isinstance(value, torch.optim.Optimizer):
+        raise TypeError(
+            f"`{argument}` got an optimizer instance; pass the optimizer class (e.g. "
+            "torch.optim.Adam) and its hyper-parameters with set_opt_hparams(lr=...)."
+        )
+    if not callable(value):
+        raise TypeError(f"`{argument}` must be {expected}, got {value!r} ({type(value).__name__}).")
+
+
+def setup(
+    module: ModuleSpec,
+    *,
+    loss: Callable[..., torch.Tensor] | None = None,
+    optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+    metrics: object = None,
+    backward: Callable[[torch.Tensor], None] | None = None,
+) -> LuzModule:
+    """Describe how to train a module: its loss, optimizer and metrics.
+
+    Args:
+        module: an ``nn.Module`` subclass (each fit builds ``module(**hparams)``), a function
+            returning a module, or a module instance (each fit trains a deep copy).
+        loss: ``(pred, target) -> scalar tensor``; default: the module's ``loss`` method.
+        optimizer: ``(params, **opt_hparams) -> Optimizer``, e.g. ``torch.optim.Adam``;
+            default: the module's ``set_optimizers(**opt_hparams)`` method.
+        metrics: metrics (instances), or a `luz.MetricSet`. The loss is always tracked.
+        backward: ``fn(loss)`` replacing ``loss.backward()``.
+
+    Returns:
+        A `LuzModule`; chain ``.set_hparams(...)``, ``.set_opt_hparams(...)``, ``.fit(...)``.
+
+    Raises:
+        ValueError: no loss (and no ``loss``/``step`` method), or no optimizer (and no
+            ``set_optimizers`` method).
+        TypeError: an argument of the wrong kind.
+
+    Example:
+        >>> import torch, luz
+        >>> from torch import nn
+        >>> model = luz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        >>> model = model.set_hparams(in_features=3, out_features=1).set_opt_hparams(lr=0.1)
+    """
+    module = _check_module(module)
+    _check_callable(loss, "loss", "a callable (pred, target) -> scalar tensor, e.g. nn.MSELoss()")
+    _check_callable(optimizer, "optimizer", "an optimizer class such as torch.optim.Adam")
+    if backward is not None and not callable(backward):
+        raise TypeError(
+            f"`backward` must be a function taking the loss, got {backward!r} "
+            f"({type(backward).__name__})."
+        )
+    if loss is None and _defines(module, "loss") is False and _defines(module, "step") is False:
+        raise ValueError(
+            f"No loss for {_name(module)}: pass `loss=` to setup() (e.g. nn.CrossEntropyLoss()), "
+            "define a `loss(pred, target)` method on the module, or define a custom `step()` "
+            "method that computes the loss and optimises itself."
+        )
+    if optimizer is None and _defines(module, "set_optimizers") is False:
+        raise ValueError(
+            f"No optimizer for {_name(module)}: pass `optimizer=` to setup() (e.g. "
+            "torch.optim.Adam), or define a `set_optimizers(**opt_hparams)` method on the module "
+            "returning an optimizer or a dict of named optimizers."
+        )
+    return LuzModule(module, loss=loss, optimizer=optimizer, metrics=as_metric_set(metrics), backward=backward)
+
+
+class LuzModule:
+    """A module with its training setup. Made by `luz.setup`; immutable: ``set_hparams`` and
+    ``set_opt_hparams`` return new objects."""
+
+    def __init__(
+        self,
+        module: ModuleSpec,
+        *,
+        loss: Callable[..., torch.Tensor] | None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None,
+        metrics: MetricSet,
+        backward: Callable[[torch.Tensor], None] | None,
+        hparams: Mapping[str, Any] | None = None,
+        opt_hparams: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.module = module
+        self.loss = loss
+        self.optimizer = optimizer
+        self.metrics = metrics
+        self.backward = backward
+        self.hparams: dict[str, Any] = dict(hparams or {})
+        self.opt_hparams: dict[str, Any] = dict(opt_hparams or {})
+
+    def _replace(self, **changes: Any) -> LuzModule:
+        fields = {
+            "loss": self.loss,
+            "optimizer": self.optimizer,
+            "metrics": self.metrics,
+            "backward": self.backward,
+            "hparams": self.hparams,
+            "opt_hparams": self.opt_hparams,
+        }
+        fields.update(changes)
+        return LuzModule(self.module, **fields)
+
+    def set_hparams(self, **hparams: Any) -> LuzModule:
+        """A new `LuzModule` whose model is built with ``module(**hparams)`` (replaces, not
+        merges, earlier hyper-parameters)."""
+        if isinstance(self.module, nn.Module):
+            raise TypeError(
+                "set_hparams() cannot be used when `module` is a module instance: it is already "
+                "built. Pass the class to luz.setup() to set hyper-parameters."
+            )
+        return self._replace(hparams=hparams)
+
+    def set_opt_hparams(self, **opt_hparams: Any) -> LuzModule:
+        """A new `LuzModule` whose optimizers get ``**opt_hparams`` (e.g. ``lr=1e-3``);
+        replaces earlier ones."""
+        return self._replace(opt_hparams=opt_hparams)
+
+    # -- building -------------------------------------------------------------------------
+
+    def build_model(self) -> nn.Module:
+        """A fresh model: ``module(**hparams)``, or a deep copy of a module instance."""
+        if isinstance(self.module, nn.Module):
+            return copy.deepcopy(self.module)
+        try:
+            model = self.module(**self.hparams)
+        except TypeError as error:
+            if not _signature_accepts(self.module, self.hparams):
+                raise TypeError(
+                    f"Could not build {_name(self.module)} with hparams {self.hparams}: {error}. "
+                    "Check .set_hparams(...) against the module's __init__ arguments."
+                ) from error
+            raise
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"`module` returned {type(model).__name__}, expected a torch.nn.Module.")
+        return model
+
+    def build_optimizers(self, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
+        """The model's optimizers by name (``"opt"`` for a single one)."""
+        if self.optimizer is not None:
+            params = list(model.parameters())
+            if not params:
+                raise ValueError(
+                    f"{type(model).__name__} has no parameters, so there is nothing to optimise. "
+                    "Check the module's __init__ registers its layers as attributes."
+                )
+            return normalize_optimizers(self.optimizer(params, **self.opt_hparams))
+        set_optimizers = getattr(model, "set_optimizers", None)
+        if not callable(set_optimizers):
+            raise ValueError(
+                f"No optimizer for {type(model).__name__}: pass `optimizer=` to luz.setup() or "
+                "define a `set_optimizers(**opt_hparams)` method."
+            )
+        optimizers = normalize_optimizers(set_optimizers(**self.opt_hparams))
+        _check_optimizer_params(model, optimizers)
+        return optimizers
+
+    def loss_fn(self, model: nn.Module) -> Callable[..., torch.Tensor] | None:
+        """The loss in effect: ``setup(loss=...)`` over the module's ``loss`` method."""
+        if self.loss is not None:
+            return self.loss
+        method = getattr(model, "loss", None)
+        if callable(method):
+            return method  # type: ignore[no-any-return]
+        if callable(getattr(model, "step", None)):
+            return None
+        raise ValueError(
+            f"No loss for {type(model).__name__}: pass `loss=` to luz.setup(), define a "
+            "`loss(pred, target)` method, or define a custom `step()`."
+        )
+
+    def backward_fn(self, model: nn.Module) -> Callable[[torch.Tensor], None] | None:
+        """``setup(backward=...)``, else the module's ``backward`` method, else ``None``."""
+        if self.backward is not None:
+            return self.backward
+        method = getattr(model, "backward", None)
+        return method if callable(method) else None
+
+    # -- running --------------------------------------------------------------------------
+
+    def fit(
+        self,
+        data: Any,
+        *,
+        epochs: int | tuple[int, int] = 10,
+        callbacks: Any = None,
+        valid_data: Any = None,
+        accelerator: Accelerator | None = None,
+        verbose: bool | None = None,
+        dataloader_options: dict[str, Any] | None = None,
+    ) -> Fitted:
+        """Train a fresh model and return a `luz.Fitted`.
+
+        Args:
+            data: training data: a DataLoader, a Dataset, tensors/arrays or a tuple of them.
+            epochs: the maximum number of epochs, or ``(min_epochs, max_epochs)``.
+            callbacks: a callback or a list of callbacks (instances), added after the defaults.
+            valid_data: validation data, or a float in (0, 1): that share of ``data``.
+            accelerator: a `luz.Accelerator` (default: choose the best device).
+            verbose: show progress; ``None``: when attached to a terminal or notebook.
+            dataloader_options: options for the loaders luz builds (``batch_size=32``; training
+                adds ``shuffle=True, drop_last=True`` unless given).
+
+        Raises:
+            ValueError: invalid ``epochs``, ``valid_data`` or options.
+            TypeError: a callback class instead of an instance, unsupported data.
+        """
+        from luz._run import run_fit
+
+        return run_fit(
+            self,
+            data,
+            epochs=epochs,
+            callbacks=callbacks,
+            valid_data=valid_data,
+            accelerator=accelerator,
+            verbose=verbose,
+            dataloader_options=dataloader_options,
+        )
+
+    def __repr__(self) -> str:
+        lines = [
+            "<LuzModule>",
+            f"  module:      {_name(self.module)}",
+            f"  loss:        {_describe(self.loss, 'module.loss()')}",
+            f"  optimizer:   {_describe(self.optimizer, 'module.set_optimizers()')}",
+            f"  metrics:     train={self.metrics.names('train')}, valid={self.metrics.names('valid')}",
+            f"  hparams:     {self.hparams}",
+            f"  opt_hparams: {self.opt_hparams}",
+        ]
+        return "\n".join(lines)
+
+
+def _describe(value: object, fallback: str) -> str:
+    if value is None:
+        return fallback
+    if isinstance(value, nn.Module):
+        return repr(value)
+    return _name(value)
+
+
+def _signature_accepts(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> bool:
+    try:
+        inspect.signature(fn).bind(**kwargs)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _check_optimizer_params(model: nn.Module, optimizers: Mapping[str, torch.optim.Optimizer]) -> None:
+    own = {id(p) for p in model.parameters()}
+    for name, opt in optimizers.items():
+        for group in opt.param_groups:
+            if any(id(p) not in own for p in group["params"]):
+                raise ValueError(
+                    f"Optimizer {name!r} holds parameters that are not the model's. Build it in "
+                    "set_optimizers() from self.parameters() (or a submodule's parameters)."
+                )

@@ -1,0 +1,1 @@
+"""Progress output, summaries, loggers and plots."""
