@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 
 class CallbackError(RuntimeError):
@@ -22,13 +23,13 @@ class MetricError(RuntimeError):
 
 
 @functools.cache
-def _combined(base: type[Exception], original: type[BaseException]) -> type[Exception]:
+def _combined(base: Any, original: Any) -> type[Exception]:
     if issubclass(original, base) or not issubclass(original, Exception):
-        return base
+        return base  # type: ignore[no-any-return]
     try:
         return type(original.__name__, (base, original), {"__module__": original.__module__})
     except TypeError:  # incompatible layouts (e.g. OSError subclasses): keep the luz type
-        return base
+        return base  # type: ignore[no-any-return]
 
 
 def rewrap(error: BaseException, message: str, base: type[Exception]) -> Exception:

@@ -47,8 +47,7 @@ def parse_epochs(epochs: object) -> tuple[int, int]:
             raise ValueError(f"`epochs`: the minimum ({lo}) is larger than the maximum ({hi}).")
         return lo, hi
     raise ValueError(
-        "`epochs` must be a non-negative int (the maximum) or a (min, max) pair of ints; "
-        f"got {epochs!r}."
+        f"`epochs` must be a non-negative int (the maximum) or a (min, max) pair of ints; got {epochs!r}."
     )
 
 
@@ -56,7 +55,7 @@ def as_callback_list(callbacks: Any) -> list[Any]:
     """``None`` -> ``[]``; a single callback (or callback class) -> ``[it]``; lists as lists."""
     if callbacks is None:
         return []
-    if isinstance(callbacks, Callback) or isinstance(callbacks, type) or not isinstance(callbacks, list | tuple):
+    if isinstance(callbacks, Callback | type) or not isinstance(callbacks, list | tuple):
         return [callbacks]
     return list(callbacks)
 
@@ -64,14 +63,16 @@ def as_callback_list(callbacks: Any) -> list[Any]:
 def resolve_step(model: nn.Module, ctx: Context) -> Callable[[], None]:
     """The module's own ``step()`` if it defines one, else `luz.step.default_step`."""
     if callable(getattr(type(model), "step", None)):
-        return model.step  # type: ignore[no-any-return]
+        step: Callable[[], None] = getattr(model, "step")  # noqa: B009 - not a Module attribute
+        return step
     return lambda: default_step(ctx)
 
 
 def _new_context(verbose: bool | None, accelerator: Accelerator | None, callbacks: list[Any]) -> Context:
     if accelerator is not None and not isinstance(accelerator, Accelerator):
         raise TypeError(f"`accelerator` must be a luz.Accelerator, got {type(accelerator).__name__}.")
-    ctx = Context(verbose=default_verbose() if verbose is None else bool(verbose), accelerator=accelerator or Accelerator())
+    show = default_verbose() if verbose is None else bool(verbose)
+    ctx = Context(verbose=show, accelerator=accelerator or Accelerator())
     ctx.callbacks = callbacks
     return ctx
 

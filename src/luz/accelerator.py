@@ -80,7 +80,9 @@ class Accelerator:
         ...     loss.backward(); opt.step(); opt.zero_grad()
     """
 
-    def __init__(self, device_placement: bool = True, cpu: bool = False, cuda_index: int | None = None) -> None:
+    def __init__(
+        self, device_placement: bool = True, cpu: bool = False, cuda_index: int | None = None
+    ) -> None:
         self.device_placement = device_placement
         self.cpu = cpu
         self.cuda_index = cuda_index
@@ -118,12 +120,11 @@ class Accelerator:
             return {k: self._prepare_one(v) for k, v in obj.items()}
         if isinstance(obj, DeviceLoader):
             return obj
-        if isinstance(obj, Iterable) and hasattr(obj, "__len__") or isinstance(obj, torch.utils.data.DataLoader):
+        if isinstance(obj, Iterable):
             # On the CPU, batches are already in place: skip the per-batch wrapper entirely.
             return obj if self.device.type == "cpu" else DeviceLoader(obj, self.device)
         raise TypeError(
-            f"Accelerator.prepare() supports modules, optimizers and data loaders; got "
-            f"{type(obj).__name__}."
+            f"Accelerator.prepare() supports modules, optimizers and data loaders; got {type(obj).__name__}."
         )
 
     def __repr__(self) -> str:

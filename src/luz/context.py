@@ -32,9 +32,7 @@ def _default_step_opt(opt: torch.optim.Optimizer) -> None:
 
 def _check_epoch_count(value: object, argument: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(
-            f"`{argument}` must be a non-negative int, got {value!r} ({type(value).__name__})."
-        )
+        raise ValueError(f"`{argument}` must be a non-negative int, got {value!r} ({type(value).__name__}).")
     return value
 
 
@@ -288,7 +286,7 @@ class Context:
         if runner is not None:
             runner.fire(name)
 
-    def log(self, what: str, set: str, value: Any, index: int | None = None, *, append: bool = True) -> None:  # noqa: A002
+    def log(self, what: str, set: str, value: Any, index: int | None = None, *, append: bool = True) -> None:
         """Record ``value`` at ``records[what][set]``.
 
         Args:
@@ -317,7 +315,7 @@ class Context:
         """Record a metric value for the current epoch in the current set (train or valid)."""
         self.log("metrics", "train" if self.training else "valid", {name: value}, self.epoch)
 
-    def get_log(self, what: str, set: str, index: int | None = None) -> Any:  # noqa: A002
+    def get_log(self, what: str, set: str, index: int | None = None) -> Any:
         """The entry at 1-based ``index`` (default: the last), or ``None`` if absent."""
         entries = self._records.get(what, {}).get(set, [])
         if not entries:
@@ -326,17 +324,17 @@ class Context:
             return entries[-1]
         return entries[index - 1] if 1 <= index <= len(entries) else None
 
-    def get_metrics(self, set: str, epoch: int | None = None) -> dict[str, Any] | None:  # noqa: A002
+    def get_metrics(self, set: str, epoch: int | None = None) -> dict[str, Any] | None:
         """The ``{name: value}`` metrics of ``set`` at ``epoch`` (default: the last epoch)."""
         result = self.get_log("metrics", set, epoch)
         return result if result else None
 
-    def get_metric(self, name: str, set: str, epoch: int | None = None) -> Any:  # noqa: A002
+    def get_metric(self, name: str, set: str, epoch: int | None = None) -> Any:
         """One metric value of ``set`` at ``epoch`` (default: the last), or ``None``."""
         metrics = self.get_metrics(set, epoch)
         return None if metrics is None else metrics.get(name)
 
-    def get_formatted_metrics(self, set: str, epoch: int | None = None) -> dict[str, str]:  # noqa: A002
+    def get_formatted_metrics(self, set: str, epoch: int | None = None) -> dict[str, str]:
         """Metric values of ``set`` at ``epoch`` formatted for display (4 decimals)."""
         from luz.metrics.base import format_value
 

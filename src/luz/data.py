@@ -144,8 +144,7 @@ def as_dataset(x: Any) -> Dataset[Any]:
             f"dimension; got elements of type {', '.join(kinds) or 'nothing (empty)'}."
         )
     raise TypeError(
-        f"Cannot make a dataset from {type(x).__name__}: pass a Dataset, a tensor/array or a "
-        "tuple of them."
+        f"Cannot make a dataset from {type(x).__name__}: pass a Dataset, a tensor/array or a tuple of them."
     )
 
 
@@ -208,8 +207,7 @@ def eval_loader(data: Any, options: dict[str, Any] | None, *, role: str) -> Data
     if isinstance(data, DataLoader):
         if options:
             warnings.warn(
-                f"`dataloader_options` are ignored for the {role} data: it is already a "
-                "DataLoader.",
+                f"`dataloader_options` are ignored for the {role} data: it is already a DataLoader.",
                 UserWarning,
                 stacklevel=3,
             )
@@ -217,8 +215,7 @@ def eval_loader(data: Any, options: dict[str, Any] | None, *, role: str) -> Data
     opts = dict(options or {})
     if opts.pop("shuffle", False) and role != "validation":
         warnings.warn(
-            f"`shuffle=True` is ignored for predictions and evaluation ({role} data is never "
-            "shuffled).",
+            f"`shuffle=True` is ignored for predictions and evaluation ({role} data is never shuffled).",
             UserWarning,
             stacklevel=3,
         )

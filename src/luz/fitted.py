@@ -118,7 +118,7 @@ class Fitted:
                 return self.module.build_optimizers(model)
             except (TypeError, ValueError):
                 pass
-        params = [p for p in model.parameters()] or [torch.zeros(0, requires_grad=True)]
+        params: list[torch.Tensor] = [*model.parameters()] or [torch.zeros(0, requires_grad=True)]
         return {name: torch.optim.SGD(params, lr=0.0) for name in self.optimizer_names}
 
     def get_metrics(self) -> pd.DataFrame:

@@ -100,8 +100,7 @@ def _valid(ctx: Context, step: Step) -> None:
             fire("on_valid_batch_end")
         if iteration == 0:
             warnings.warn(
-                "The validation data produced no batches: no validation metrics are recorded "
-                "for this epoch.",
+                "The validation data produced no batches: no validation metrics are recorded for this epoch.",
                 UserWarning,
                 stacklevel=4,
             )

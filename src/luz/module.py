@@ -46,7 +46,7 @@ def _check_module(module: object) -> ModuleSpec:
             f"`module` must be a torch.nn.Module subclass, a module instance or a function "
             f"returning a module; got {module!r} ({type(module).__name__})."
         )
-    return module  # type: ignore[return-value]
+    return module
 
 
 def _check_callable(value: object, argument: str, expected: str) -> None:
@@ -104,8 +104,7 @@ def setup(
     _check_callable(optimizer, "optimizer", "an optimizer class such as torch.optim.Adam")
     if backward is not None and not callable(backward):
         raise TypeError(
-            f"`backward` must be a function taking the loss, got {backward!r} "
-            f"({type(backward).__name__})."
+            f"`backward` must be a function taking the loss, got {backward!r} ({type(backward).__name__})."
         )
     if loss is None and _defines(module, "loss") is False and _defines(module, "step") is False:
         raise ValueError(
@@ -119,7 +118,8 @@ def setup(
             "torch.optim.Adam), or define a `set_optimizers(**opt_hparams)` method on the module "
             "returning an optimizer or a dict of named optimizers."
         )
-    return LuzModule(module, loss=loss, optimizer=optimizer, metrics=as_metric_set(metrics), backward=backward)
+    metric_set = as_metric_set(metrics)
+    return LuzModule(module, loss=loss, optimizer=optimizer, metrics=metric_set, backward=backward)
 
 
 class LuzModule:
@@ -146,7 +146,7 @@ class LuzModule:
         self.opt_hparams: dict[str, Any] = dict(opt_hparams or {})
 
     def _replace(self, **changes: Any) -> LuzModule:
-        fields = {
+        fields: dict[str, Any] = {
             "loss": self.loss,
             "optimizer": self.optimizer,
             "metrics": self.metrics,

@@ -20,7 +20,7 @@ def has_forward(model: nn.Module) -> bool:
     return type(model).forward is not nn.Module.forward
 
 
-def call_model(model: nn.Module, input: Any) -> Any:  # noqa: A002
+def call_model(model: nn.Module, input: Any) -> Any:
     """Run the model on a batch input: ``model(*input)`` for a tuple/list, ``model(**input)``
     for a dict, ``model(input)`` otherwise. A model without ``forward`` returns the input."""
     if not has_forward(model):
@@ -59,7 +59,7 @@ def train_step(ctx: Context) -> None:
         fire("on_train_batch_after_loss")
         fire("on_train_batch_before_backward")
         if ctx.backward is None:
-            ctx.loss_grad.backward()
+            ctx.loss_grad.backward()  # type: ignore[no-untyped-call]
         else:
             ctx.backward(ctx.loss_grad)
         fire("on_train_batch_before_step")

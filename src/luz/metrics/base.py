@@ -149,7 +149,9 @@ def check_metric(metric: object, argument: str = "metrics") -> Metric:
 
 
 def _is_torchmetrics(obj: object) -> bool:
-    return any(cls.__module__.startswith("torchmetrics") and cls.__name__ == "Metric" for cls in type(obj).__mro__)
+    return any(
+        cls.__module__.startswith("torchmetrics") and cls.__name__ == "Metric" for cls in type(obj).__mro__
+    )
 
 
 def _as_list(value: object, argument: str) -> list[Metric]:

@@ -29,7 +29,8 @@ def metrics_frame(records: dict[str, Any]) -> pd.DataFrame:
     """All metrics as a DataFrame with columns ``set, metric, epoch, value``."""
     import pandas as pd
 
-    return pd.DataFrame(metric_rows(records), columns=["set", "metric", "epoch", "value"])
+    frame: pd.DataFrame = pd.DataFrame(metric_rows(records), columns=["set", "metric", "epoch", "value"])
+    return frame
 
 
 def evaluation_frame(records: dict[str, Any]) -> pd.DataFrame:
@@ -37,7 +38,8 @@ def evaluation_frame(records: dict[str, Any]) -> pd.DataFrame:
     import pandas as pd
 
     rows = [(metric, value) for _, metric, _, value in metric_rows(records)]
-    return pd.DataFrame(rows, columns=["metric", "value"])
+    frame: pd.DataFrame = pd.DataFrame(rows, columns=["metric", "value"])
+    return frame
 
 
 def pretty_seconds(seconds: float) -> str:

@@ -1,0 +1,59 @@
+"""Shared fixtures: deterministic single-threaded torch, devices, and small data sets."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+torch.set_num_threads(1)
+
+
+def _devices() -> list[str]:
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    return devices
+
+
+@pytest.fixture(params=_devices())
+def device(request: pytest.FixtureRequest) -> str:
+    """Every available device: CPU, plus CUDA when present."""
+    return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+def regression_data(n: int = 100, features: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random regression data: ``(n, features)`` inputs and ``(n, 1)`` targets."""
+    x = torch.randn(n, features)
+    y = x @ torch.randn(features, 1) + 0.1 * torch.randn(n, 1)
+    return x, y
+
+
+def classification_data(
+    n: int = 100, features: int = 10, classes: int = 3
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random classification data: ``(n, features)`` inputs and integer class targets."""
+    x = torch.randn(n, features)
+    y = (x[:, :classes].argmax(dim=1)).long()
+    return x, y
+
+
+class Linear(nn.Module):
+    """A flatten + linear model (the R tests' helper model)."""
+
+    def __init__(self, in_features: int = 10, out_features: int = 1) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_features, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(x, 1))
