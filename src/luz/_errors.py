@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-from typing import Any
 
 
 class CallbackError(RuntimeError):
@@ -22,14 +20,23 @@ class MetricError(RuntimeError):
     """
 
 
-@functools.cache
-def _combined(base: Any, original: Any) -> type[Exception]:
+_COMBINED: dict[tuple[type, type], type[Exception]] = {}
+
+
+def _combined(base: type[Exception], original: type[BaseException]) -> type[Exception]:
+    key = (base, original)
+    if key not in _COMBINED:
+        _COMBINED[key] = _combine(base, original)
+    return _COMBINED[key]
+
+
+def _combine(base: type[Exception], original: type[BaseException]) -> type[Exception]:
     if issubclass(original, base) or not issubclass(original, Exception):
-        return base  # type: ignore[no-any-return]
+        return base
     try:
         return type(original.__name__, (base, original), {"__module__": original.__module__})
     except TypeError:  # incompatible layouts (e.g. OSError subclasses): keep the luz type
-        return base  # type: ignore[no-any-return]
+        return base
 
 
 def rewrap(error: BaseException, message: str, base: type[Exception]) -> Exception:
