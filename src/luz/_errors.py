@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 class CallbackError(RuntimeError):
     """An error raised inside a callback hook; the message names the callback and breakpoint.
 
@@ -44,7 +43,8 @@ def rewrap(error: BaseException, message: str, base: type[Exception]) -> Excepti
 
     The caller raises it ``from error`` so the original stays visible in the traceback.
     """
-    cls = _combined(base, type(error))
-    new = cls.__new__(cls)
-    Exception.__init__(new, f"{message}: {error}" if str(error) else message)
-    return new
+    text = f"{message}: {error}" if str(error) else message
+    try:
+        return _combined(base, type(error))(text)
+    except Exception:  # some exception types cannot be built from a message alone
+        return base(text)
