@@ -20,10 +20,12 @@ from luz import callbacks, metrics
 from luz._errors import CallbackError, MetricError
 from luz.accelerator import Accelerator
 from luz.callbacks.base import Callback, callback
+from luz.callbacks.mixup import MixupLoss, MixupTarget, mixup
 from luz.context import Context
 from luz.data import as_dataloader
 from luz.events import BREAKPOINTS, SkipEpoch, StopTraining
 from luz.fitted import Evaluation, Fitted
+from luz.lr_finder import LRFinderResult, lr_finder
 from luz.metrics.base import Metric, MetricSet
 from luz.module import LuzModule, setup
 
@@ -72,10 +74,13 @@ __all__ = [
     "Context",
     "Evaluation",
     "Fitted",
+    "LRFinderResult",
     "LuzModule",
     "Metric",
     "MetricError",
     "MetricSet",
+    "MixupLoss",
+    "MixupTarget",
     "SkipEpoch",
     "StopTraining",
     "as_dataloader",
@@ -84,7 +89,9 @@ __all__ = [
     "evaluate",
     "fit",
     "get_metrics",
+    "lr_finder",
     "metrics",
+    "mixup",
     "predict",
     "set_hparams",
     "set_opt_hparams",

@@ -1,0 +1,206 @@
+"""The learning-rate finder: train briefly while raising the learning rate, record the loss."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from luz.callbacks.base import Callback
+from luz.events import StopTraining
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from luz.module import LuzModule
+
+
+def lr_schedule(steps: int, start_lr: float, end_lr: float, log_spaced_intervals: bool = True) -> list[float]:
+    """The learning rates of batches ``1..steps``; the last one is ``end_lr``.
+
+    Log-spaced: ``start_lr * (end_lr / start_lr) ** (k / steps)``. Otherwise luz's recurrence
+    ``lr_k = lr_{k-1} * (end_lr / lr_{k-1}) ** (k / steps)`` (a pull toward ``end_lr`` that
+    grows with ``k``), starting from ``lr_0 = start_lr``.
+    """
+    rates = []
+    lr = start_lr
+    for k in range(1, steps + 1):
+        if log_spaced_intervals:
+            lr = start_lr * (end_lr / start_lr) ** (k / steps)
+        else:
+            lr = lr * (end_lr / lr) ** (k / steps)
+        rates.append(lr)
+    return rates
+
+
+class _LRFinderCallback(Callback):
+    """Sets each batch's learning rate, records (lr, loss) and stops after ``steps`` batches."""
+
+    def __init__(self, rates: list[float], bar: Any) -> None:
+        self.rates = rates
+        self.bar = bar
+        self.lrs: list[float] = []
+        self.losses: list[torch.Tensor] = []  # kept on device; read back once at the end
+
+    def on_fit_begin(self) -> None:
+        ctx = self.context
+        if len(ctx.optimizers) != 1:
+            raise ValueError(
+                f"lr_finder() needs a module with exactly one optimizer; this one has "
+                f"{len(ctx.optimizers)} ({', '.join(ctx.optimizers)})."
+            )
+
+    def on_train_batch_begin(self) -> None:
+        lr = self.rates[len(self.lrs)]
+        for group in self.context.opt.param_groups:
+            group["lr"] = lr
+        self.lrs.append(lr)
+
+    def on_train_batch_end(self) -> None:
+        ctx = self.context
+        self.losses.append(ctx.loss[ctx.opt_name].detach())
+        if self.bar is not None:
+            self.bar.update(1)
+        if len(self.lrs) >= len(self.rates):
+            raise StopTraining
+
+
+def lr_finder(
+    module: LuzModule,
+    data: Any,
+    *,
+    steps: int = 100,
+    start_lr: float = 1e-7,
+    end_lr: float = 0.1,
+    log_spaced_intervals: bool = True,
+    verbose: bool | None = None,
+    **fit_kwargs: Any,
+) -> LRFinderResult:
+    """Train a fresh model for ``steps`` batches with a rising learning rate.
+
+    The learning rate goes from ``start_lr`` to ``end_lr`` (see `lr_schedule`); the module's
+    other optimizer hyper-parameters are kept. Data is looped over as many epochs as needed.
+
+    Args:
+        module: a `LuzModule` with a single optimizer.
+        data: training data, as for ``fit``.
+        steps: number of batches (one record each).
+        start_lr, end_lr: the range of learning rates.
+        log_spaced_intervals: log-spaced rates, or luz's recurrence (see `lr_schedule`).
+        verbose: show a progress bar; ``None``: when attached to a terminal or notebook.
+        **fit_kwargs: passed to ``fit`` (e.g. ``dataloader_options``; ``callbacks`` run after
+            the finder's own).
+
+    Returns:
+        An `LRFinderResult` with ``.lr``, ``.loss``, ``.to_frame()``, ``.plot()``,
+        ``.suggest()``.
+
+    Example:
+        >>> import torch, luz
+        >>> from torch import nn
+        >>> x, y = torch.randn(256, 4), torch.randn(256, 1)
+        >>> m = luz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        >>> m = m.set_hparams(in_features=4, out_features=1)
+        >>> result = luz.lr_finder(m, (x, y), steps=20, verbose=False)
+        >>> len(result.lr)
+        20
+    """
+    from luz._run import default_verbose
+
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"`steps` must be a positive int, got {steps!r}.")
+    if not (0 < start_lr < end_lr):
+        raise ValueError(f"Need 0 < start_lr < end_lr, got start_lr={start_lr!r}, end_lr={end_lr!r}.")
+    for key in ("epochs", "verbose"):
+        if key in fit_kwargs:
+            raise TypeError(f"lr_finder() sets `{key}` itself; do not pass it in fit_kwargs.")
+    show = default_verbose() if verbose is None else bool(verbose)
+    bar = None
+    if show:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc="Finding the learning rate")
+    finder = _LRFinderCallback(lr_schedule(steps, start_lr, end_lr, log_spaced_intervals), bar)
+    from luz._run import as_callback_list
+
+    callbacks = [finder, *as_callback_list(fit_kwargs.pop("callbacks", None))]
+    module = module.set_opt_hparams(**{**module.opt_hparams, "lr": start_lr})
+    try:
+        module.fit(data, epochs=10**9, verbose=False, callbacks=callbacks, **fit_kwargs)
+    finally:
+        if bar is not None:
+            bar.close()
+    losses = torch.stack(finder.losses).double().cpu().tolist() if finder.losses else []
+    return LRFinderResult(finder.lrs[: len(losses)], losses)
+
+
+class LRFinderResult:
+    """Learning rates and the training loss at each, from `lr_finder`.
+
+    Attributes:
+        lr: the learning rate of each batch.
+        loss: the training loss of each batch.
+    """
+
+    def __init__(self, lr: list[float], loss: list[float]) -> None:
+        self.lr = lr
+        self.loss = loss
+
+    def smoothed_loss(self, beta: float = 0.9) -> list[float]:
+        """Bias-corrected exponential moving average of the loss:
+        ``avg_i = beta * avg_{i-1} + (1 - beta) * loss_i``, ``smoothed_i = avg_i / (1 - beta**i)``."""
+        avg, out = 0.0, []
+        for i, value in enumerate(self.loss, start=1):
+            avg = beta * avg + (1 - beta) * value
+            out.append(avg / (1 - beta**i))
+        return out
+
+    def suggest(self) -> float:
+        """The learning rate where the smoothed loss falls fastest per unit of ``log10(lr)``.
+
+        The slope is taken with central differences over ``log10(lr)``, only up to the
+        minimum of the smoothed loss (past it the loss is diverging), and the steepest
+        negative slope wins.
+        """
+        import numpy as np
+
+        smooth = np.asarray(self.smoothed_loss())
+        if len(smooth) < 3:
+            raise ValueError("suggest() needs at least 3 recorded steps.")
+        stop = max(int(np.nanargmin(smooth)), 2) + 1
+        slopes = np.gradient(smooth[:stop], np.log10(np.asarray(self.lr[:stop])))
+        return float(self.lr[int(np.nanargmin(slopes))])
+
+    def to_frame(self) -> pd.DataFrame:
+        """A DataFrame with columns ``lr, loss``."""
+        import pandas as pd
+
+        frame: pd.DataFrame = pd.DataFrame({"lr": self.lr, "loss": self.loss})
+        return frame
+
+    def plot(self) -> Any:
+        """A matplotlib Figure: raw loss dotted, smoothed loss solid, log-10 learning rate axis."""
+        from luz.reporting.plots import require_matplotlib
+
+        plt = require_matplotlib()
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(self.lr, self.loss, linestyle=":", label="loss")
+        ax.plot(self.lr, self.smoothed_loss(), linestyle="-", label="smoothed loss")
+        ax.set_xscale("log", base=10)
+        ax.set_xlabel("Learning Rate")
+        ax.set_ylabel("Loss")
+        ax.legend()
+        fig.tight_layout()
+        return fig
+
+    def __len__(self) -> int:
+        return len(self.lr)
+
+    def __repr__(self) -> str:
+        head = [f"LRFinderResult: {len(self.lr)} steps", f"{'lr':>12}  {'loss':>10}"]
+        rows = list(zip(self.lr, self.loss, strict=True))
+        shown = rows if len(rows) <= 10 else [*rows[:5], (math.nan, math.nan), *rows[-5:]]
+        for lr, loss in shown:
+            head.append("         ...         ..." if math.isnan(lr) else f"{lr:>12.4g}  {loss:>10.4f}")
+        return "\n".join(head)
