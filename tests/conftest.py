@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 import pytest
@@ -57,3 +58,21 @@ class Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(x, 1))
+
+
+def make_recorder(weight: float = 0.0) -> Any:
+    """A callback recording, in ``.calls``, every built-in breakpoint it sees (in order)."""
+    import luz
+
+    def hook(name: str) -> Any:
+        def method(self: Any) -> None:
+            self.calls.append(name)
+
+        return method
+
+    methods: dict[str, Any] = {name: hook(name) for name in luz.BREAKPOINTS}
+    methods["weight"] = weight
+    cls = type("Recorder", (luz.Callback,), methods)
+    recorder = cls()
+    recorder.calls = []
+    return recorder

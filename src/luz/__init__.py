@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from luz import callbacks, metrics
+from luz import callbacks, metrics, serialization
 from luz._errors import CallbackError, MetricError
 from luz.accelerator import Accelerator
 from luz.callbacks.base import Callback, callback
@@ -28,6 +28,7 @@ from luz.fitted import Evaluation, Fitted
 from luz.lr_finder import LRFinderResult, lr_finder
 from luz.metrics.base import Metric, MetricSet
 from luz.module import LuzModule, setup
+from luz.serialization import load, load_checkpoint, load_model_weights, save, save_model_weights
 
 __version__ = "0.1.0"
 
@@ -89,10 +90,16 @@ __all__ = [
     "evaluate",
     "fit",
     "get_metrics",
+    "load",
+    "load_checkpoint",
+    "load_model_weights",
     "lr_finder",
     "metrics",
     "mixup",
     "predict",
+    "save",
+    "save_model_weights",
+    "serialization",
     "set_hparams",
     "set_opt_hparams",
     "setup",

@@ -94,26 +94,28 @@ def run_fit(
     min_epochs, max_epochs = parse_epochs(epochs)
     defaults = [Profile(), TrainValid(), Metrics(), Progress(), Interrupt()]
     ctx = _new_context(verbose, accelerator, [*defaults, *as_callback_list(callbacks)])
-    if isinstance(valid_data, numbers.Number):
-        data, valid_data = split_valid(data, valid_data)  # type: ignore[arg-type]
-    train_dl = training_loader(data, dataloader_options)
-    valid_dl = None if valid_data is None else eval_loader(valid_data, dataloader_options, role="validation")
+    try:  # clean up (unbind model and callbacks) whether setting up or training fails
+        if isinstance(valid_data, numbers.Number):
+            data, valid_data = split_valid(data, valid_data)  # type: ignore[arg-type]
+        train_dl = training_loader(data, dataloader_options)
+        valid_dl = (
+            None if valid_data is None else eval_loader(valid_data, dataloader_options, role="validation")
+        )
 
-    acc = ctx.accelerator
-    assert acc is not None
-    model = acc.prepare(module.build_model())
-    ctx.hparams, ctx.opt_hparams = dict(module.hparams), dict(module.opt_hparams)
-    ctx.model = model
-    ctx.optimizers = module.build_optimizers(model)
-    loss_fn = module.loss_fn(model)
-    ctx.loss_fn = loss_fn.to(acc.device) if isinstance(loss_fn, nn.Module) else loss_fn
-    ctx.backward = module.backward_fn(model)
-    ctx.metric_set = module.metrics
-    ctx.train_data, ctx.valid_data = acc.prepare(train_dl, valid_dl)
-    ctx.data = ctx.train_data
-    ctx.max_epochs = max_epochs
-    ctx.min_epochs = min_epochs
-    try:
+        acc = ctx.accelerator
+        assert acc is not None
+        model = acc.prepare(module.build_model())
+        ctx.hparams, ctx.opt_hparams = dict(module.hparams), dict(module.opt_hparams)
+        ctx.model = model
+        ctx.optimizers = module.build_optimizers(model)
+        loss_fn = module.loss_fn(model)
+        ctx.loss_fn = loss_fn.to(acc.device) if isinstance(loss_fn, nn.Module) else loss_fn
+        ctx.backward = module.backward_fn(model)
+        ctx.metric_set = module.metrics
+        ctx.train_data, ctx.valid_data = acc.prepare(train_dl, valid_dl)
+        ctx.data = ctx.train_data
+        ctx.max_epochs = max_epochs
+        ctx.min_epochs = min_epochs
         fit_loop(ctx, resolve_step(model, ctx))
         return Fitted(
             model,
@@ -140,14 +142,14 @@ def run_predict(
     """Predict every batch of ``newdata`` with the fitted model."""
     ctx = _new_context(verbose, accelerator, [Progress(), Interrupt(), *as_callback_list(callbacks)])
     assert ctx.accelerator is not None
-    loader = eval_loader(newdata, dataloader_options, role="prediction")
-    model = ctx.accelerator.prepare(fitted.model)
-    model.eval()
-    ctx.model = model
-    ctx.training = False
-    ctx.hparams, ctx.opt_hparams = dict(fitted.hparams), dict(fitted.opt_hparams)
-    ctx.data = ctx.accelerator.prepare(loader)
     try:
+        loader = eval_loader(newdata, dataloader_options, role="prediction")
+        model = ctx.accelerator.prepare(fitted.model)
+        model.eval()
+        ctx.model = model
+        ctx.training = False
+        ctx.hparams, ctx.opt_hparams = dict(fitted.hparams), dict(fitted.opt_hparams)
+        ctx.data = ctx.accelerator.prepare(loader)
         predictions = predict_loop(ctx)
     finally:
         ctx.clean()
@@ -188,25 +190,25 @@ def run_evaluate(
     defaults = [Profile(), Metrics(), Progress(), Interrupt()]
     ctx = _new_context(verbose, accelerator, [*defaults, *as_callback_list(callbacks)])
     assert ctx.accelerator is not None
-    loader = eval_loader(data, dataloader_options, role="evaluation")
-    module = fitted.module
-    model = ctx.accelerator.prepare(fitted.model)
-    model.eval()
-    ctx.model = model
-    ctx.training = False
-    ctx.hparams, ctx.opt_hparams = dict(fitted.hparams), dict(fitted.opt_hparams)
-    ctx.optimizers = fitted.build_optimizers_for_evaluation(model)
-    if module is not None:
-        ctx.metric_set = as_metric_set(metrics) if metrics is not None else module.metrics
-        loss_fn = module.loss_fn(model)
-        ctx.backward = module.backward_fn(model)
-    else:
-        ctx.metric_set = as_metric_set(metrics)
-        method = getattr(model, "loss", None)
-        loss_fn = method if callable(method) else None
-    ctx.loss_fn = loss_fn.to(ctx.accelerator.device) if isinstance(loss_fn, nn.Module) else loss_fn
-    ctx.valid_data = ctx.data = ctx.accelerator.prepare(loader)
-    try:
+    try:  # clean up (unbind the model) whether setting up or evaluating fails
+        loader = eval_loader(data, dataloader_options, role="evaluation")
+        module = fitted.module
+        model = ctx.accelerator.prepare(fitted.model)
+        model.eval()
+        ctx.model = model
+        ctx.training = False
+        ctx.hparams, ctx.opt_hparams = dict(fitted.hparams), dict(fitted.opt_hparams)
+        ctx.optimizers = fitted.build_optimizers_for_evaluation(model)
+        if module is not None:
+            ctx.metric_set = as_metric_set(metrics) if metrics is not None else module.metrics
+            loss_fn = module.loss_fn(model)
+            ctx.backward = module.backward_fn(model)
+        else:
+            ctx.metric_set = as_metric_set(metrics)
+            method = getattr(model, "loss", None)
+            loss_fn = method if callable(method) else None
+        ctx.loss_fn = loss_fn.to(ctx.accelerator.device) if isinstance(loss_fn, nn.Module) else loss_fn
+        ctx.valid_data = ctx.data = ctx.accelerator.prepare(loader)
         evaluate_loop(ctx, resolve_step(model, ctx))
         return Evaluation(ctx.records)
     finally:

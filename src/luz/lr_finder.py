@@ -52,6 +52,9 @@ class _LRFinderCallback(Callback):
             )
 
     def on_train_batch_begin(self) -> None:
+        if len(self.lrs) >= len(self.rates):
+            # Stop here rather than at the last batch end, so later callbacks see that batch.
+            raise StopTraining
         lr = self.rates[len(self.lrs)]
         for group in self.context.opt.param_groups:
             group["lr"] = lr
@@ -62,8 +65,6 @@ class _LRFinderCallback(Callback):
         self.losses.append(ctx.loss[ctx.opt_name].detach())
         if self.bar is not None:
             self.bar.update(1)
-        if len(self.lrs) >= len(self.rates):
-            raise StopTraining
 
 
 def lr_finder(

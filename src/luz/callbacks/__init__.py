@@ -1,15 +1,39 @@
 """Built-in callbacks. Pass instances in ``fit(callbacks=[...])``."""
 
+from luz.callbacks.amp import MixedPrecision
 from luz.callbacks.base import Callback, callback
+from luz.callbacks.checkpoint import KeepBestModel, ModelCheckpoint
 from luz.callbacks.defaults import Interrupt, Metrics, Profile, TrainValid
+from luz.callbacks.early_stopping import EarlyStopping
+from luz.callbacks.gradient_clip import GradientClip
+from luz.callbacks.lr_scheduler import LRScheduler
+from luz.callbacks.mixup import Mixup, MixupLoss, MixupTarget, mixup
+from luz.callbacks.monitor import MonitorCallback
+from luz.callbacks.resume import AutoResume, ResumeFromCheckpoint
+from luz.reporting.loggers import CSVLogger, TensorBoard
 from luz.reporting.progress import Progress
 
 __all__ = [
+    "AutoResume",
+    "CSVLogger",
     "Callback",
+    "EarlyStopping",
+    "GradientClip",
     "Interrupt",
+    "KeepBestModel",
+    "LRScheduler",
     "Metrics",
+    "MixedPrecision",
+    "Mixup",
+    "MixupLoss",
+    "MixupTarget",
+    "ModelCheckpoint",
+    "MonitorCallback",
     "Profile",
     "Progress",
+    "ResumeFromCheckpoint",
+    "TensorBoard",
     "TrainValid",
     "callback",
+    "mixup",
 ]

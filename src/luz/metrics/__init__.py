@@ -1,6 +1,22 @@
-"""Built-in metrics. Pass instances to ``luz.setup(metrics=[...])``."""
+"""Built-in metrics. Pass instances to ``luz.setup(metrics=[...])``; see docs/metrics.md."""
 
+from luz.metrics.auc import BinaryAUROC, MulticlassAUROC
 from luz.metrics.base import LossAverage, Metric, MetricSet
-from luz.metrics.classification import Accuracy
+from luz.metrics.classification import Accuracy, BinaryAccuracy, BinaryAccuracyWithLogits
+from luz.metrics.regression import MAE, MSE, RMSE
+from luz.metrics.torchmetrics_adapter import TorchMetric
 
-__all__ = ["Accuracy", "LossAverage", "Metric", "MetricSet"]
+__all__ = [
+    "MAE",
+    "MSE",
+    "RMSE",
+    "Accuracy",
+    "BinaryAUROC",
+    "BinaryAccuracy",
+    "BinaryAccuracyWithLogits",
+    "LossAverage",
+    "Metric",
+    "MetricSet",
+    "MulticlassAUROC",
+    "TorchMetric",
+]

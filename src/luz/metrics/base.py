@@ -157,7 +157,8 @@ def _is_torchmetrics(obj: object) -> bool:
 def _as_list(value: object, argument: str) -> list[Metric]:
     if value is None:
         return []
-    if isinstance(value, Metric) or not isinstance(value, Iterable) or _is_torchmetrics(value):
+    # A string is iterable but is one (wrong) metric, not a list of characters.
+    if isinstance(value, Metric | str) or not isinstance(value, Iterable) or _is_torchmetrics(value):
         value = [value]
     return [check_metric(m, argument) for m in value]
 

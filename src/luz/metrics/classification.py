@@ -1,33 +1,46 @@
-"""Classification accuracy metrics. State is accumulated on the metric's device, without syncs."""
+"""Accuracy metrics. Counts accumulate in int64 tensors on the metric's device, without syncs."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
+from luz.metrics._checks import (
+    check_probability,
+    check_tensors,
+    elementwise_pair,
+    follow,
+    logit,
+    positive_labels,
+    shape_error,
+)
 from luz.metrics.base import Metric
 
 
-def _check_batch(metric: Metric, pred: Any, target: Any) -> None:
-    if not isinstance(pred, torch.Tensor) or not isinstance(target, torch.Tensor):
-        raise TypeError(
-            f"{type(metric).__name__} expects tensors, got pred={type(pred).__name__}, "
-            f"target={type(target).__name__}."
-        )
-    if pred.shape[:1] != target.shape[:1]:
-        raise ValueError(
-            f"{type(metric).__name__}: pred shape {tuple(pred.shape)} and target shape "
-            f"{tuple(target.shape)} have different batch sizes."
-        )
+class _Counts(Metric):
+    """Shared state of the accuracy metrics: correct predictions (int64 tensor) and a count."""
+
+    abbrev = "Acc"
+
+    def __init__(self) -> None:
+        self.correct = torch.zeros((), dtype=torch.int64)
+        self.total = 0  # a Python int: sample counts come from shapes, never from values
+
+    def _add(self, hits: torch.Tensor) -> None:
+        self.correct = follow(self.correct, hits)
+        self.correct += hits.sum()
+        self.total += hits.numel()
+
+    def compute(self) -> float:
+        return self.correct.item() / self.total if self.total else float("nan")
 
 
-class Accuracy(Metric):
-    """Multiclass accuracy: share of samples whose arg-max over dim 1 equals the target.
+class Accuracy(_Counts):
+    """Multiclass accuracy: the share of samples whose arg-max over dim 1 equals the target.
 
-    ``pred`` is ``(N, C, ...)`` scores; ``target`` is ``(N, ...)`` class indices. A ``(N, 1)``
-    target is read as ``(N,)``; a one-hot or probability target shaped like ``pred`` is compared
-    by its arg-max. Any other pair of shapes raises a ``ValueError`` showing both.
+    ``pred`` is ``(N, C, ...)`` scores; ``target`` is ``(N, ...)`` class indices (0-based). Shapes:
+    a ``(N, 1)`` target with ``(N, C)`` predictions is read as ``(N,)``; a one-hot or probability
+    target shaped like ``pred`` is compared by its arg-max; any other pair raises a
+    ``ValueError`` showing both shapes.
 
     Example:
         >>> import torch, luz
@@ -37,25 +50,72 @@ class Accuracy(Metric):
         0.5
     """
 
-    abbrev = "Acc"
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        name = type(self).__name__
+        check_tensors(name, pred, target)
+        if pred.ndim >= 2 and target.shape == pred.shape:  # one-hot or probabilities
+            target = target.argmax(dim=1)
+        elif pred.ndim == 2 and target.shape == (pred.shape[0], 1):
+            target = target.squeeze(1)
+        if pred.ndim < 2 or pred.shape[:1] + pred.shape[2:] != target.shape:
+            raise shape_error(name, pred, target, "pred of shape (N, C, ...) and target of shape (N, ...)")
+        self._add(pred.argmax(dim=1) == target)
 
-    def __init__(self) -> None:
-        self.correct = torch.zeros((), dtype=torch.int64)
-        self.total = 0
+
+class BinaryAccuracy(_Counts):
+    """Binary accuracy: the share of samples where ``pred > threshold`` matches the 0/1 target.
+
+    ``pred`` holds probabilities; ``target`` holds 0/1 labels as floats, integers or booleans
+    (numbers above 0.5 count as positive).
+    Shapes must be equal, except that ``(N, 1)`` and ``(N,)`` are matched by reshaping
+    ``target``; other mismatches raise a ``ValueError`` showing both shapes.
+
+    Args:
+        threshold: a probability strictly between 0 and 1.
+
+    Example:
+        >>> import torch, luz
+        >>> m = luz.metrics.BinaryAccuracy(threshold=0.5)
+        >>> m.update(torch.tensor([0.2, 0.7, 0.9]), torch.tensor([0, 1, 0]))
+        >>> round(m.compute(), 4)
+        0.6667
+    """
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        super().__init__()
+        self.threshold = check_probability("threshold", threshold)
+
+    def _cut(self) -> float:
+        return self.threshold
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        _check_batch(self, pred, target)
-        if target.shape == pred.shape and pred.ndim >= 2:
-            target = target.argmax(dim=1)
-        elif target.ndim == 2 and target.shape[1] == 1 and pred.ndim == 2:
-            target = target.squeeze(1)
-        if pred.ndim != target.ndim + 1 or pred.shape[2:] != target.shape[1:]:
-            raise ValueError(
-                f"Accuracy expects pred of shape (N, C, ...) and target of shape (N, ...); got "
-                f"pred {tuple(pred.shape)} and target {tuple(target.shape)}."
-            )
-        self.correct += (pred.argmax(dim=1) == target).sum()
-        self.total += target.numel()
+        pred, target = elementwise_pair(type(self).__name__, pred, target)
+        self._add((pred.detach() > self._cut()) == positive_labels(target))
 
-    def compute(self) -> float:
-        return self.correct.item() / self.total if self.total else float("nan")
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(threshold={self.threshold})"
+
+
+class BinaryAccuracyWithLogits(BinaryAccuracy):
+    """Binary accuracy for logits: ``sigmoid(pred) > threshold`` compared with the 0/1 target.
+
+    Computed as ``pred > log(threshold / (1 - threshold))``, which is the same test without the
+    rounding of a saturated sigmoid. Targets and shapes as in `BinaryAccuracy`.
+
+    Args:
+        threshold: a probability strictly between 0 and 1 (0.5 means ``pred > 0``).
+
+    Example:
+        >>> import torch, luz
+        >>> m = luz.metrics.BinaryAccuracyWithLogits()
+        >>> m.update(torch.tensor([-2.0, 0.5, 3.0]), torch.tensor([0.0, 1.0, 0.0]))
+        >>> round(m.compute(), 4)
+        0.6667
+    """
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        super().__init__(threshold)
+        self._logit = logit(self.threshold)
+
+    def _cut(self) -> float:
+        return self._logit

@@ -1,4 +1,8 @@
-"""Use a ``torchmetrics.Metric`` instance as a luz metric (torchmetrics stays optional)."""
+"""Use a ``torchmetrics.Metric`` instance as a luz metric.
+
+torchmetrics stays optional: luz never imports it, it only recognises instances by their class
+hierarchy (see ``luz.metrics.base.check_metric``) and calls their own methods.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,38 @@ if TYPE_CHECKING:
 
 
 class TorchMetric(Metric):
-    """Wraps a ``torchmetrics.Metric``: its own ``update``/``compute``; record name from its class.
+    """Wraps a ``torchmetrics.Metric`` so it runs with luz's per-phase lifecycle.
 
-    ``luz`` wraps torchmetrics instances passed in ``metrics=`` automatically. Tensor results
-    become floats; a 1-d tensor becomes ``{"0": v0, "1": v1, ...}``.
+    luz wraps torchmetrics instances passed in ``metrics=`` automatically. Like every metric
+    prototype, each phase of each epoch uses a deep copy, moved to ``ctx.device`` and reset, so
+    state never leaks between epochs or phases, and the instance you passed is never updated.
+    The display name is the wrapped class's name (``MulticlassF1Score``), the record name its
+    lower case (``multiclassf1score``). ``compute`` results become floats: a one-element tensor
+    gives a float, a larger tensor ``{"0": v0, "1": v1, ...}`` (``"i_j"`` keys for 2-d), a dict
+    ``{key: value}`` with its values converted the same way. Whether ``update`` syncs with the
+    host is up to torchmetrics (its argument validation may; see ``validate_args``).
+
+    Args:
+        metric: a ``torchmetrics.Metric`` instance.
+
+    Example:
+        >>> import torch, luz
+        >>> from torchmetrics.classification import MulticlassAccuracy
+        >>> m = luz.metrics.TorchMetric(MulticlassAccuracy(num_classes=2, average="micro"))
+        >>> m.record_name
+        'multiclassaccuracy'
+        >>> m.update(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1]))
+        >>> m.compute()
+        0.5
     """
 
     def __init__(self, metric: Any) -> None:
+        for method in ("update", "compute", "reset", "to"):
+            if not callable(getattr(metric, method, None)):
+                raise TypeError(
+                    f"TorchMetric expects a torchmetrics.Metric instance (with `{method}()`), "
+                    f"got {type(metric).__name__}."
+                )
         self.metric = metric
 
     @property
@@ -30,9 +59,10 @@ class TorchMetric(Metric):
         self.metric.update(pred, target)
 
     def compute(self) -> MetricValue:
-        return _to_python(self.metric.compute())
+        return to_python(self.metric.compute(), type(self.metric).__name__)
 
     def to(self, device: torch.device | str) -> Self:
+        """Move the wrapped metric to ``device`` and reset its state (a fresh phase)."""
         self.metric = self.metric.to(device)
         self.metric.reset()
         return self
@@ -41,18 +71,32 @@ class TorchMetric(Metric):
         return f"TorchMetric({self.metric!r})"
 
 
-def _to_python(value: Any) -> MetricValue:
+def to_python(value: Any, name: str = "metric") -> MetricValue:
+    """Convert a torchmetrics result to a float or a flat dict of floats (the one host sync)."""
     if isinstance(value, dict):
         out: dict[str, float] = {}
-        for key, v in value.items():
-            converted = _to_python(v)
+        for key, item in value.items():
+            converted = to_python(item, name)
             if isinstance(converted, dict):
-                out.update({f"{key}_{k}": x for k, x in converted.items()})
+                out.update({f"{key}_{k}": v for k, v in converted.items()})
             else:
                 out[str(key)] = converted
         return out
     if isinstance(value, torch.Tensor):
         if value.numel() == 1:
             return float(value.item())
-        return {str(i): float(v) for i, v in enumerate(value.flatten().tolist())}
-    return float(value)
+        host = value.detach().to("cpu", torch.float64)
+        return {"_".join(map(str, index)): float(host[index]) for index in _indices(host.shape)}
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(
+        f"{name}.compute() returned {type(value).__name__}; luz records a number, a tensor or a "
+        "dict of them. Wrap the metric in a luz.Metric whose compute() returns one of those."
+    )
+
+
+def _indices(shape: torch.Size) -> list[tuple[int, ...]]:
+    grid: list[tuple[int, ...]] = [()]
+    for size in shape:
+        grid = [(*index, i) for index in grid for i in range(size)]
+    return grid

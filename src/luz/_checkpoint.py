@@ -1,0 +1,189 @@
+"""Training checkpoints: what a run's state is, how it is written, read and put back.
+
+A checkpoint is one ``torch.save`` file holding only plain containers (dicts, lists, tuples) of
+tensors, numbers and strings, so it is read with ``torch.load(weights_only=True)`` and never
+runs code. It is written atomically (`luz._io`).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from luz._io import atomic_write_with
+from luz._rng import get_rng_state, set_rng_state
+
+if TYPE_CHECKING:
+    from luz.context import Context
+
+FORMAT = "pyluz-checkpoint"
+VERSION = 1
+
+
+def plain(value: Any, where: str) -> Any:
+    """``value`` checked to be made of dicts/lists/tuples of tensors, numbers, strings and
+    ``None`` (NumPy scalars become Python numbers); anything else is a ``TypeError`` naming
+    ``where`` it sits."""
+    if value is None or isinstance(value, bool | int | float | str | torch.Tensor):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        items = ((k, plain(v, f"{where}[{k!r}]")) for k, v in value.items())
+        return OrderedDict(items) if isinstance(value, OrderedDict) else dict(items)
+    if isinstance(value, list | tuple):
+        items_ = [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items_ if isinstance(value, list) else tuple(items_)
+    raise TypeError(
+        f"Cannot checkpoint {where}: it holds a {type(value).__name__}. Checkpoints store only "
+        "tensors, numbers, strings, None and dicts/lists/tuples of them (so loading never "
+        "unpickles code). Convert it, e.g. to a float or a list."
+    )
+
+
+def stateful_callbacks(ctx: Context) -> list[tuple[int, Any]]:
+    """``(position, callback)`` for each callback of the run that has a ``state_dict``."""
+    return [(i, cb) for i, cb in enumerate(ctx.callbacks) if callable(getattr(cb, "state_dict", None))]
+
+
+def checkpoint_state(ctx: Context) -> dict[str, Any]:
+    """The full state of a fit after ``ctx.epoch``: model, optimizers, records, callback
+    states (keyed by class name and position) and every random stream."""
+    callbacks = [
+        {
+            "class": type(cb).__qualname__,
+            "position": i,
+            "state": plain(cb.state_dict(), type(cb).__qualname__),
+        }
+        for i, cb in stateful_callbacks(ctx)
+    ]
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "epoch": ctx.epoch,
+        "model": ctx.model.state_dict(),
+        "optimizers": {
+            name: plain(opt.state_dict(), f"optimizer {name!r}") for name, opt in ctx.optimizers.items()
+        },
+        "records": plain(ctx.records, "ctx.records"),
+        "callbacks": callbacks,
+        "rng": get_rng_state(_loaders(ctx)),
+    }
+
+
+def _loaders(ctx: Context) -> dict[str, Any]:
+    loaders = {"train": ctx.train_data, "valid": ctx.valid_data}
+    return {role: loader for role, loader in loaders.items() if loader is not None}
+
+
+def write_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write a checkpoint dict atomically (temp file in the same directory, fsync, rename)."""
+    atomic_write_with(path, lambda handle: torch.save(state, handle))
+
+
+def save_checkpoint(ctx: Context, path: str | os.PathLike[str]) -> None:
+    """Write the full state of the running fit to ``path`` atomically. Consumes no randomness."""
+    write_checkpoint(checkpoint_state(ctx), path)
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)`` onto the CPU.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is corrupt, is not a pyluz checkpoint, or would need pickle to
+            load (its payload is never run; there is no fallback to full unpickling).
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
+        raise ValueError(
+            f"Refusing to load {str(path)!r}: it is not a safely loadable checkpoint. Either it is "
+            "corrupt or truncated, or it holds Python objects that only pickle could rebuild "
+            "(pyluz loads with weights_only=True and never runs code from a file; there is no "
+            f"unsafe fallback). Details: {error}"
+        ) from error
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(
+            f"{str(path)!r} is not a pyluz checkpoint (no format marker {FORMAT!r}); for a model "
+            "saved with luz.save() use luz.load()."
+        )
+    return state
+
+
+def all_finite(state_dict: dict[str, Any]) -> bool:
+    """Whether every floating-point tensor of a model state is free of NaN and inf."""
+    for value in state_dict.values():
+        floating = isinstance(value, torch.Tensor) and value.is_floating_point()
+        if floating and not bool(torch.isfinite(value).all()):  # a host sync per tensor, at save time
+            return False
+    return True
+
+
+def load_checkpoint_into_context(
+    ctx: Context,
+    source: str | os.PathLike[str] | dict[str, Any],
+    *,
+    restore_model_state: bool = True,
+    restore_optimizer_state: bool = True,
+    restore_records: bool = True,
+    restore_callbacks_state: bool = True,
+    restore_rng: bool = True,
+) -> dict[str, Any]:
+    """Put a checkpoint (a path or an already-read dict) back into a running fit.
+
+    Optimizers are matched by name and callbacks with state by class name in order; any
+    mismatch is a ``ValueError`` naming both lists. Returns the checkpoint dict.
+    """
+    state = source if isinstance(source, dict) else read_checkpoint(source)
+    if restore_model_state:
+        ctx.model.load_state_dict(state["model"])
+    if restore_optimizer_state:
+        _restore_optimizers(ctx, state["optimizers"])
+    if restore_callbacks_state:
+        _restore_callbacks(ctx, state["callbacks"])
+    if restore_records:
+        ctx.unsafe_set_records(state["records"])
+    if restore_rng:
+        set_rng_state(state["rng"], _loaders(ctx))
+    return state
+
+
+def _restore_optimizers(ctx: Context, saved: dict[str, Any]) -> None:
+    if list(saved) != list(ctx.optimizers):
+        raise ValueError(
+            f"Cannot restore optimizer states: the checkpoint has optimizers {list(saved)} but "
+            f"this model has {list(ctx.optimizers)}."
+        )
+    for name, opt in ctx.optimizers.items():
+        opt.load_state_dict(saved[name])
+
+
+def _restore_callbacks(ctx: Context, saved: list[dict[str, Any]]) -> None:
+    current = stateful_callbacks(ctx)
+    saved_names = [f"{entry['class']}@{entry['position']}" for entry in saved]
+    current_names = [f"{type(cb).__qualname__}@{i}" for i, cb in current]
+    if [entry["class"] for entry in saved] != [type(cb).__qualname__ for _, cb in current]:
+        raise ValueError(
+            "Cannot restore callback states: the checkpoint has stateful callbacks "
+            f"{saved_names} (class@position) but this run has {current_names}. Resume with the "
+            "same callbacks, or pass restore_callbacks_state=False."
+        )
+    for entry, (_, cb) in zip(saved, current, strict=True):
+        load = getattr(cb, "load_state_dict", None)
+        if entry["state"] is not None and not callable(load):
+            raise ValueError(
+                f"Cannot restore the state of callback {type(cb).__qualname__}: it has a "
+                "state_dict() but no load_state_dict() method."
+            )
+        if entry["state"] is not None and load is not None:
+            load(entry["state"])

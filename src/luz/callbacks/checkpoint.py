@@ -1,0 +1,192 @@
+"""Saving checkpoints during training (`ModelCheckpoint`) and keeping the best model
+(`KeepBestModel`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+import weakref
+from pathlib import Path
+from typing import Any
+
+from luz._checkpoint import (
+    FORMAT,
+    VERSION,
+    all_finite,
+    checkpoint_state,
+    load_checkpoint_into_context,
+    read_checkpoint,
+    write_checkpoint,
+)
+from luz.callbacks.monitor import MonitorCallback
+
+DIRECTORY_TEMPLATE = "epoch-{epoch:02d}-{monitor_name}-{monitor:.3f}.pt"
+
+
+def _is_directory(path: str) -> bool:
+    return path.endswith("/") or path.endswith(os.sep)
+
+
+class ModelCheckpoint(MonitorCallback):
+    """Saves a full checkpoint (model, optimizers, records, callback and RNG states) at each
+    epoch end, or only when ``monitor`` improves.
+
+    ``path`` is a ``str.format`` template with ``epoch``, ``monitor`` (the monitored value) and
+    ``monitor_name``; a path ending in ``/`` is a directory and gets
+    ``epoch-{epoch:02d}-{monitor_name}-{monitor:.3f}.pt``. Without ``{epoch}`` in it, the same
+    file is overwritten. Parent directories are created; each write is atomic. The monitored
+    value is read every epoch (so a wrong name fails at epoch 1 even when saving every epoch).
+    A model with NaN or infinite weights is not written (a warning says so).
+
+    Args:
+        path: file template or directory (trailing ``/``).
+        monitor: the metric to watch, ``<set>_<name>`` (e.g. ``"valid_loss"``).
+        save_best_only: save only when ``monitor`` improves (and always at epoch 1).
+        mode: ``"min"``, ``"max"`` or ``"zero"``.
+        min_delta: the smallest change that counts as an improvement.
+
+    Example:
+        >>> import luz
+        >>> cb = luz.callbacks.ModelCheckpoint("checkpoints/", monitor="train_loss")
+        >>> # fitted = model.fit(data, callbacks=[cb]); luz.load_checkpoint(fitted, path)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        monitor: str = "valid_loss",
+        save_best_only: bool = False,
+        mode: str = "min",
+        min_delta: float = 0.0,
+    ) -> None:
+        super().__init__(monitor=monitor, mode=mode, min_delta=min_delta)
+        text = os.fspath(path)
+        if not isinstance(text, str) or not text:
+            raise ValueError(f"`path` must be a non-empty path or template, got {path!r}.")
+        self.path = text + DIRECTORY_TEMPLATE if _is_directory(text) else text
+        self.save_best_only = bool(save_best_only)
+        self.best: float | None = None
+        self.last_path: Path | None = None
+
+    def file_for(self, epoch: int, value: float) -> Path:
+        """The file name for ``epoch`` with monitored value ``value``."""
+        return Path(self.path.format(epoch=epoch, monitor=value, monitor_name=self.monitor))
+
+    def on_epoch_end(self) -> None:
+        ctx = self.context
+        value = self.current_value(ctx)
+        better = self.is_improvement(value, self.best)
+        if self.save_best_only and not (better or ctx.epoch == 1):
+            return
+        if self.save(self.file_for(ctx.epoch, value)) and better:
+            self.best = value
+
+    def save(self, path: Path) -> bool:
+        """Write the running fit's checkpoint to ``path`` unless its weights are not finite."""
+        ctx = self.context
+        state = checkpoint_state(ctx)
+        if not all_finite(state["model"]):
+            warnings.warn(
+                f"{type(self).__name__}: the model has NaN or infinite weights at epoch {ctx.epoch}; "
+                f"not writing {str(path)!r} (earlier checkpoints are kept).",
+                UserWarning,
+                stacklevel=2,
+            )
+            return False
+        write_checkpoint(state, path)
+        self.last_path = path
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best monitored value so far."""
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the best monitored value."""
+        self.best = state["best"]
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(path={self.path!r}, monitor={self.monitor!r}, "
+            f"save_best_only={self.save_best_only}, mode={self.mode!r}, min_delta={self.min_delta})"
+        )
+
+
+class KeepBestModel(ModelCheckpoint):
+    """Keeps the model of the best epoch: at ``on_fit_end`` the model and optimizer states of
+    the epoch where ``monitor`` was best are put back (records are left as they are).
+
+    The best checkpoint lives in a private temporary directory, removed at the end of the fit
+    (or when the callback is garbage-collected after an error). Its ``state_dict`` includes the
+    best weights, so `AutoResume` resumes it exactly.
+
+    Args:
+        monitor: the metric to watch, ``<set>_<name>``.
+        mode: ``"min"``, ``"max"`` or ``"zero"``.
+        min_delta: the smallest change that counts as an improvement.
+
+    Example:
+        >>> import luz
+        >>> cb = luz.callbacks.KeepBestModel(monitor="valid_loss")
+    """
+
+    def __init__(self, monitor: str = "valid_loss", mode: str = "min", min_delta: float = 0.0) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="luz-keep-best-"))
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
+        super().__init__(
+            self._dir / "best.pt", monitor=monitor, save_best_only=True, mode=mode, min_delta=min_delta
+        )
+        self.best_epoch: int | None = None
+
+    def on_fit_begin(self) -> None:
+        self._dir.mkdir(parents=True, exist_ok=True)
+
+    def save(self, path: Path) -> bool:
+        """Write the best checkpoint and remember its epoch."""
+        saved = super().save(path)
+        if saved:
+            self.best_epoch = self.context.epoch
+        return saved
+
+    def on_fit_end(self) -> None:
+        ctx = self.context
+        file = Path(self.path)
+        if file.exists():
+            load_checkpoint_into_context(
+                ctx,
+                file,
+                restore_model_state=True,
+                restore_optimizer_state=True,
+                restore_records=False,
+                restore_callbacks_state=False,
+                restore_rng=False,
+            )
+            file.unlink()
+        self.best, self.best_epoch, self.last_path = None, None, None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best value, its epoch and (once one exists) its model and optimizer states."""
+        state: dict[str, Any] = {"best": self.best, "best_epoch": self.best_epoch}
+        file = Path(self.path)
+        if file.exists():
+            saved = read_checkpoint(file)
+            state["model"], state["optimizers"] = saved["model"], saved["optimizers"]
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the best value and rewrite the best checkpoint from the saved states."""
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+        if "model" in state:
+            best = {
+                "format": FORMAT,
+                "version": VERSION,
+                "epoch": self.best_epoch,
+                "model": state["model"],
+                "optimizers": state["optimizers"],
+            }
+            write_checkpoint(best, self.path)
+
+    def __repr__(self) -> str:
+        return f"KeepBestModel(monitor={self.monitor!r}, mode={self.mode!r}, min_delta={self.min_delta})"

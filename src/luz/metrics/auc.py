@@ -1,0 +1,210 @@
+"""Approximate AUROC from confusion counts at fixed thresholds, as luz computes it (§6.5).
+
+``update`` puts every prediction in its threshold bucket (``torch.bucketize``) and adds it to
+an int64 histogram of positives and negatives per class: no per-threshold loop, no N×T
+comparison matrix, no host sync. ``compute`` turns the histograms into true-positive and
+true-negative counts per threshold and integrates the ROC curve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.nn import functional as F
+
+from luz.metrics._checks import check_tensors, elementwise_pair, follow, positive_labels, shape_error
+from luz.metrics.base import Metric, MetricValue
+
+_EPS = torch.finfo(torch.float32).eps
+_AVERAGES = ("micro", "macro", "weighted", "none")
+
+
+def threshold_grid(num_thresholds: int, thresholds: Sequence[float] | torch.Tensor | None) -> torch.Tensor:
+    """luz's thresholds: the given ones sorted, or ``k / (num_thresholds - 2)`` for
+    ``k = 2 … num_thresholds - 1``, plus ``-eps`` and ``1 + eps`` (float32 eps) at the ends.
+
+    The default grid keeps luz's quirk: it starts at ``2 / (n - 2)`` and ends just above 1.
+    """
+    if thresholds is not None:
+        inner = torch.as_tensor(thresholds, dtype=torch.float64).flatten().sort().values
+    else:
+        if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int) or num_thresholds <= 1:
+            raise ValueError(f"`num_thresholds` must be an integer greater than 1, got {num_thresholds!r}.")
+        k = torch.arange(2, num_thresholds, dtype=torch.float64)
+        inner = k / (num_thresholds - 2)
+    ends = torch.tensor([0.0 - _EPS, 1.0 + _EPS], dtype=torch.float64)
+    return torch.cat([ends[:1], inner, ends[1:]])
+
+
+class _AUROCBase(Metric):
+    """Threshold grid and histogram state shared by the binary and multiclass AUROC."""
+
+    abbrev = "AUC"
+
+    def __init__(
+        self,
+        num_thresholds: int = 200,
+        thresholds: Sequence[float] | torch.Tensor | None = None,
+        from_logits: bool = False,
+    ) -> None:
+        self.thresholds = threshold_grid(num_thresholds, thresholds)
+        self.from_logits = from_logits
+        # hist[0] counts negatives, hist[1] positives, per class and threshold bucket: bucket i
+        # holds the predictions above exactly i thresholds.
+        self.hist: torch.Tensor | None = None
+
+    @property
+    def num_thresholds(self) -> int:
+        """The number of thresholds, end points included."""
+        return int(self.thresholds.numel())
+
+    def _accumulate(self, pred: torch.Tensor, positive: torch.Tensor) -> None:
+        """Add ``(M, C)`` predictions with their ``(M, C)`` boolean labels to the histograms."""
+        classes, buckets = pred.shape[1], self.num_thresholds + 1
+        if self.hist is None:
+            self.hist = torch.zeros((2, classes, buckets), dtype=torch.int64, device=pred.device)
+        self.thresholds = follow(self.thresholds, pred)
+        self.hist = follow(self.hist, pred)
+        # Compare in the predictions' precision (at least float32), so a threshold equal to a
+        # prediction is not above it.
+        work = torch.promote_types(pred.dtype, torch.float32)
+        bucket = torch.bucketize(pred.detach().to(work).contiguous(), self.thresholds.to(work))
+        column = torch.arange(classes, device=pred.device) * buckets
+        index = positive.to(torch.int64) * (classes * buckets) + column + bucket
+        flat = index.reshape(-1)
+        self.hist.view(-1).scatter_add_(0, flat, torch.ones_like(flat))
+
+    def _rates(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per class and threshold: true-positive rate, true-negative rate; positives per class."""
+        if self.hist is None:
+            raise RuntimeError(f"{type(self).__name__}.compute() called before any update().")
+        hist = self.hist.to("cpu", torch.float64)  # the one host sync
+        neg, pos = hist[0], hist[1]
+        true_pos = pos.flip(-1).cumsum(-1).flip(-1)[:, 1:]  # positives above threshold t
+        true_neg = neg.cumsum(-1)[:, :-1]  # negatives at or below threshold t
+        n_pos, n_neg = pos.sum(-1, keepdim=True), neg.sum(-1, keepdim=True)
+        return true_pos / n_pos, true_neg / n_neg, n_pos.squeeze(-1)
+
+
+class BinaryAUROC(_AUROCBase):
+    """Area under the ROC curve for binary problems, approximated at fixed thresholds.
+
+    ``pred`` holds probabilities (or logits with ``from_logits=True``: a sigmoid is applied);
+    ``target`` holds 0/1 labels as floats, integers or booleans (floats above 0.5 are positive).
+    Both are flattened. Shapes must be equal, except that ``(N, 1)`` and ``(N,)`` are matched by
+    reshaping ``target``; other mismatches raise a ``ValueError``. The area is luz's
+    right-endpoint sum ``Σ_t TPR_t · (TNR_t − TNR_{t−1})``; it is exact when every prediction is
+    a threshold.
+
+    Args:
+        num_thresholds: the grid size (> 1), end points included; ignored with ``thresholds``.
+        thresholds: explicit thresholds (sorted for you; ``-eps`` and ``1 + eps`` are added).
+        from_logits: apply a sigmoid to predictions first.
+
+    Example:
+        >>> import torch, luz
+        >>> pred = torch.tensor([0.9, 0.8, 0.4, 0.5, 0.3, 0.2])
+        >>> m = luz.metrics.BinaryAUROC(thresholds=pred.tolist())
+        >>> m.update(pred, torch.tensor([1, 1, 1, 0, 0, 0]))
+        >>> round(m.compute(), 4)
+        0.8889
+    """
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        pred, target = elementwise_pair(type(self).__name__, pred, target)
+        if self.from_logits:
+            pred = torch.sigmoid(pred)
+        self._accumulate(pred.reshape(-1, 1), positive_labels(target).reshape(-1, 1))
+
+    def compute(self) -> float:
+        tpr, tnr, _ = self._rates()
+        step = torch.diff(tnr, dim=-1, prepend=torch.zeros_like(tnr[:, :1]))
+        return float((tpr * step).sum())
+
+    def __repr__(self) -> str:
+        return f"BinaryAUROC(num_thresholds={self.num_thresholds}, from_logits={self.from_logits})"
+
+
+class MulticlassAUROC(_AUROCBase):
+    """One-vs-rest AUROC for multiclass problems, approximated at fixed thresholds.
+
+    ``pred`` is ``(N, C, ...)`` probabilities (or logits with ``from_logits=True``: a softmax
+    over dim 1 is applied); ``target`` is ``(N, ...)`` class indices (0-based), or a one-hot
+    tensor shaped like ``pred``. A ``(N, 1)`` target with ``(N, C)`` predictions is read as
+    ``(N,)``; other mismatches raise a ``ValueError``. Each class's area is the trapezoid rule
+    over luz's thresholds.
+
+    Args:
+        num_thresholds: the grid size (> 1), end points included; ignored with ``thresholds``.
+        thresholds: explicit thresholds (sorted for you; ``-eps`` and ``1 + eps`` are added).
+        from_logits: apply a softmax over the class dimension first.
+        average: ``"micro"`` (all classes stacked into one binary problem), ``"macro"`` (mean
+            over classes), ``"weighted"`` (weighted by each class's positives) or ``"none"``
+            (a dict ``{"0": auc, "1": auc, ...}``, recorded as ``auc_0``, ``auc_1``, ...).
+
+    Example:
+        >>> import torch, luz
+        >>> p = torch.tensor([0.9, 0.8, 0.4, 0.5, 0.3, 0.2])
+        >>> pred = torch.stack([1 - p, p], dim=1)
+        >>> m = luz.metrics.MulticlassAUROC(thresholds=pred.flatten().tolist(), average="none")
+        >>> m.update(pred, torch.tensor([1, 1, 1, 0, 0, 0]))
+        >>> {k: round(v, 4) for k, v in m.compute().items()}
+        {'0': 0.8889, '1': 0.8889}
+    """
+
+    def __init__(
+        self,
+        num_thresholds: int = 200,
+        thresholds: Sequence[float] | torch.Tensor | None = None,
+        from_logits: bool = False,
+        average: str = "micro",
+    ) -> None:
+        if average not in _AVERAGES:
+            raise ValueError(f"`average` must be one of {', '.join(map(repr, _AVERAGES))}; got {average!r}.")
+        super().__init__(num_thresholds, thresholds, from_logits)
+        self.average = average
+        self.num_classes: int | None = None
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        name = type(self).__name__
+        check_tensors(name, pred, target)
+        if pred.ndim < 2:
+            raise shape_error(name, pred, target, "pred of shape (N, C, ...) and target of shape (N, ...)")
+        classes = pred.shape[1]
+        if self.num_classes is not None and classes != self.num_classes:
+            raise ValueError(f"{name} saw {self.num_classes} classes before, now pred {tuple(pred.shape)}.")
+        self.num_classes = classes
+        if self.from_logits:
+            pred = torch.softmax(pred, dim=1)
+        if target.shape == pred.shape:  # one-hot targets
+            positive = positive_labels(target)
+        else:
+            if pred.ndim == 2 and target.shape == (pred.shape[0], 1):
+                target = target.squeeze(1)
+            if pred.shape[:1] + pred.shape[2:] != target.shape:
+                raise shape_error(
+                    name, pred, target, "pred of shape (N, C, ...) and target of shape (N, ...)"
+                )
+            # F.one_hot checks the ids on the CPU and with a device-side assert on CUDA: no sync.
+            positive = F.one_hot(target.long(), classes).movedim(-1, 1).bool()
+        pred, positive = pred.movedim(1, -1), positive.movedim(1, -1)
+        width = 1 if self.average == "micro" else classes
+        self._accumulate(pred.reshape(-1, width), positive.reshape(-1, width))
+
+    def compute(self) -> MetricValue:
+        tpr, tnr, n_pos = self._rates()
+        step = torch.diff(tnr, dim=-1, prepend=torch.zeros_like(tnr[:, :1]))
+        after = torch.cat([step[:, 1:], torch.zeros_like(step[:, :1])], dim=-1)
+        aucs = (tpr * (step + after) / 2).sum(-1)
+        if self.average == "none":
+            return {str(c): float(v) for c, v in enumerate(aucs.tolist())}
+        if self.average == "weighted":
+            return float((aucs * n_pos / n_pos.sum()).sum())
+        return float(aucs.mean())  # micro has a single column
+
+    def __repr__(self) -> str:
+        return (
+            f"MulticlassAUROC(num_thresholds={self.num_thresholds}, from_logits={self.from_logits}, "
+            f"average={self.average!r})"
+        )

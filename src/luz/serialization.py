@@ -1,0 +1,314 @@
+"""Saving and loading fitted models, their weights, and training checkpoints, without pickle.
+
+- `save` / `load`: one safetensors file. The tensors are the model's ``state_dict``; the
+  safetensors metadata holds JSON with the format version, the model class's import path
+  (``module:qualname``), hparams, opt_hparams, records and optimizer names.
+- `save_model_weights` / `load_model_weights`: the ``state_dict`` alone, as safetensors.
+- Checkpoints (`save_checkpoint`, `read_checkpoint`, `load_checkpoint_into_context`,
+  `load_checkpoint`): ``torch.save`` files of plain containers, read with
+  ``torch.load(weights_only=True)``.
+
+Loading never imports a module or calls anything because a file names it: the class comes from
+``module=`` or from a module that is already imported. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_bytes
+from torch import nn
+
+from luz._checkpoint import (
+    load_checkpoint_into_context,
+    read_checkpoint,
+    save_checkpoint,
+)
+from luz._io import atomic_write_bytes
+from luz.fitted import Fitted
+
+if TYPE_CHECKING:
+    from luz.module import LuzModule
+
+MODEL_FORMAT = "pyluz-model"
+WEIGHTS_FORMAT = "pyluz-weights"
+MODEL_VERSION = 1
+_TUPLE = "__tuple__"
+
+__all__ = [
+    "load",
+    "load_checkpoint",
+    "load_checkpoint_into_context",
+    "load_model_weights",
+    "read_checkpoint",
+    "save",
+    "save_checkpoint",
+    "save_model_weights",
+]
+
+
+# -- JSON with tuples kept ---------------------------------------------------------------------
+
+
+def _to_json(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return {_TUPLE: [_to_json(v, f"{where}[{i}]") for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_to_json(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _to_json(v, f"{where}[{k!r}]") for k, v in value.items()}
+    kind = "a dict with non-str keys" if isinstance(value, dict) else f"a {type(value).__name__}"
+    raise TypeError(
+        f"Cannot save {where}: it is {kind}. luz.save() stores hparams, opt_hparams and records "
+        "as JSON (numbers, strings, booleans, None, lists, tuples and dicts with str keys) so that "
+        "loading never runs code. Use JSON-friendly values (e.g. a string naming an activation "
+        "instead of the function), or save the weights with luz.save_model_weights()."
+    )
+
+
+def _from_json(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {_TUPLE}:
+            return tuple(_from_json(v) for v in value[_TUPLE])
+        return {k: _from_json(v) for k, v in value.items()}
+    return value
+
+
+# -- tensors ---------------------------------------------------------------------------------------
+
+
+def _state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state as contiguous CPU tensors; tensors sharing memory (tied weights) are
+    copied, since safetensors stores each tensor once. Loading copies into the model, so ties
+    built by the constructor survive."""
+    tensors: dict[str, torch.Tensor] = {}
+    storages: set[int] = set()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        if t.untyped_storage().data_ptr() in storages:
+            t = t.clone()
+        storages.add(t.untyped_storage().data_ptr())
+        tensors[name] = t
+    return tensors
+
+
+def _read_safetensors(
+    path: str | os.PathLike[str], expected: str
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # safetensors raises its own error type for a bad header
+        raise ValueError(
+            f"Cannot read {str(path)!r}: it is not a safetensors file written by pyluz (it may be "
+            f"corrupt, or a pickle file, which pyluz never loads). Details: {error}"
+        ) from error
+    if metadata.get("format") != expected:
+        raise ValueError(
+            f"{str(path)!r} is not a {expected} file (format: {metadata.get('format')!r}). Use "
+            "luz.load() for luz.save() files, luz.load_model_weights() for weight files and "
+            "luz.load_checkpoint() for checkpoints."
+        )
+    return tensors, metadata
+
+
+def _check_fitted(fitted: object, function: str) -> Fitted:
+    if not isinstance(fitted, Fitted):
+        raise TypeError(
+            f"{function}() takes a luz.Fitted (the result of fit()), got {type(fitted).__name__}."
+        )
+    return fitted
+
+
+# -- save / load -------------------------------------------------------------------------------------
+
+
+def _built_with(fitted: Fitted) -> str:
+    spec = None if fitted.module is None else fitted.module.module
+    if spec is None or spec is type(fitted.model):
+        return "class"
+    return "instance" if isinstance(spec, nn.Module) else "factory"
+
+
+def save(fitted: Fitted, path: str | os.PathLike[str]) -> None:
+    """Save a fitted model to one safetensors file (weights + JSON metadata), atomically.
+
+    The file holds the model's ``state_dict``, the class's import path, hparams, opt_hparams,
+    records and optimizer names. Nothing is pickled.
+
+    Raises:
+        TypeError: ``fitted`` is not a `luz.Fitted`, or hparams/opt_hparams/records hold values
+            that are not JSON-friendly (the message names the offending entry).
+
+    Example:
+        >>> import tempfile, os, torch, luz
+        >>> from torch import nn
+        >>> fitted = (
+        ...     luz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        ...     .set_hparams(in_features=3, out_features=1).set_opt_hparams(lr=0.1)
+        ...     .fit((torch.randn(64, 3), torch.randn(64, 1)), epochs=1, verbose=False)
+        ... )
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+        >>> luz.save(fitted, path)
+        >>> luz.load(path, module=nn.Linear).hparams
+        {'in_features': 3, 'out_features': 1}
+    """
+    fitted = _check_fitted(fitted, "save")
+    cls = type(fitted.model)
+    meta = {
+        "version": MODEL_VERSION,
+        "class": f"{cls.__module__}:{cls.__qualname__}",
+        "built_with": _built_with(fitted),
+        "hparams": _to_json(fitted.hparams, "hparams"),
+        "opt_hparams": _to_json(fitted.opt_hparams, "opt_hparams"),
+        "records": _to_json(fitted.records, "records"),
+        "optimizer_names": list(fitted.optimizer_names),
+    }
+    text = json.dumps(meta)
+    data = safetensors_bytes(_state_tensors(fitted.model), metadata={"format": MODEL_FORMAT, "pyluz": text})
+    atomic_write_bytes(path, data)
+
+
+def load(path: str | os.PathLike[str], module: type[nn.Module] | LuzModule | None = None) -> Fitted:
+    """Load a model saved with `luz.save`.
+
+    Args:
+        path: the file.
+        module: the model class, or the `LuzModule` it was fitted from (then the result can
+            ``evaluate`` with that loss and metrics). If omitted, the class recorded in the file
+            is looked up in modules that are **already imported** (import the defining module
+            first); nothing is imported or called because the file says so.
+
+    Returns:
+        A `luz.Fitted` whose model is ``cls(**hparams)`` with the saved weights (strict).
+
+    Raises:
+        ValueError: not a pyluz model file, or the class cannot be found without importing.
+        TypeError: ``module`` is not an ``nn.Module`` class or a `LuzModule`.
+
+    Example:
+        >>> fitted = luz.load("model.safetensors", module=Net)  # doctest: +SKIP
+    """
+    from luz.module import LuzModule
+
+    tensors, metadata = _read_safetensors(path, MODEL_FORMAT)
+    meta = json.loads(metadata.get("pyluz", "{}"))
+    if meta.get("version") != MODEL_VERSION:
+        raise ValueError(f"{str(path)!r} has pyluz model format version {meta.get('version')!r}; expected 1.")
+    hparams = _from_json(meta["hparams"])
+    opt_hparams = _from_json(meta["opt_hparams"])
+    luz_module: LuzModule | None = None
+    if module is None:
+        if meta["built_with"] != "class":
+            raise ValueError(
+                f"{str(path)!r} holds a model built by a {meta['built_with']} in luz.setup(), not by "
+                f"its class {meta['class']}: pass module=<the LuzModule> to luz.load()."
+            )
+        model = _build(_find_class(meta["class"], path), hparams)
+    elif isinstance(module, LuzModule):
+        luz_module = module._replace(
+            hparams={} if isinstance(module.module, nn.Module) else hparams, opt_hparams=opt_hparams
+        )
+        model = luz_module.build_model()
+    elif isinstance(module, type) and issubclass(module, nn.Module):
+        model = _build(module, hparams)
+    else:
+        raise TypeError(
+            "`module` must be an nn.Module subclass or a LuzModule, "
+            f"got {module!r} ({type(module).__name__})."
+        )
+    model.load_state_dict(tensors)
+    return Fitted(
+        model,
+        records=_from_json(meta["records"]),
+        hparams=hparams,
+        opt_hparams=opt_hparams,
+        module=luz_module,
+        optimizer_names=list(meta["optimizer_names"]),
+    )
+
+
+def _find_class(path_text: str, path: str | os.PathLike[str]) -> type[nn.Module]:
+    """The class at ``module:qualname`` in an already-imported module, looked up statically
+    (no module ``__getattr__``, no descriptors, no import)."""
+    module_name, _, qualname = path_text.partition(":")
+    hint = f"Import the module that defines it first, or pass module=<the class> to luz.load({str(path)!r})."
+    obj: Any = sys.modules.get(module_name)
+    if obj is None:
+        raise ValueError(
+            f"The model class {path_text} is not available: module {module_name!r} is not imported. {hint}"
+        )
+    for part in qualname.split("."):
+        try:
+            obj = inspect.getattr_static(obj, part)
+        except AttributeError:
+            raise ValueError(
+                f"The model class {path_text} was not found in the imported modules. {hint}"
+            ) from None
+    if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
+        raise ValueError(f"{path_text} is not an nn.Module subclass, so it is not used. {hint}")
+    return obj
+
+
+def _build(cls: type[nn.Module], hparams: dict[str, Any]) -> nn.Module:
+    try:
+        return cls(**hparams)
+    except TypeError as error:
+        raise TypeError(
+            f"Could not build {cls.__qualname__} with the saved hparams {hparams}: {error}"
+        ) from error
+
+
+# -- weights -------------------------------------------------------------------------------------
+
+
+def save_model_weights(fitted: Fitted, path: str | os.PathLike[str]) -> None:
+    """Save only the model's ``state_dict``, as safetensors, atomically.
+
+    Example:
+        >>> luz.save_model_weights(fitted, "weights.safetensors")  # doctest: +SKIP
+    """
+    fitted = _check_fitted(fitted, "save_model_weights")
+    atomic_write_bytes(
+        path, safetensors_bytes(_state_tensors(fitted.model), metadata={"format": WEIGHTS_FORMAT})
+    )
+
+
+def load_model_weights(fitted: Fitted, path: str | os.PathLike[str]) -> None:
+    """Copy weights saved by `save_model_weights` into ``fitted.model`` **in place** (strict).
+    Returns ``None`` on purpose: nothing is copied.
+
+    Example:
+        >>> luz.load_model_weights(fitted, "weights.safetensors")  # doctest: +SKIP
+    """
+    fitted = _check_fitted(fitted, "load_model_weights")
+    tensors, _ = _read_safetensors(path, WEIGHTS_FORMAT)
+    fitted.model.load_state_dict(tensors)
+
+
+def load_checkpoint(fitted: Fitted, path: str | os.PathLike[str]) -> None:
+    """Copy the model weights of a checkpoint (from `luz.callbacks.ModelCheckpoint`,
+    `luz.callbacks.AutoResume`, ...) into ``fitted.model`` in place. Records are untouched.
+
+    Example:
+        >>> luz.load_checkpoint(fitted, "checkpoints/epoch-03-valid_loss-0.123.pt")  # doctest: +SKIP
+    """
+    fitted = _check_fitted(fitted, "load_checkpoint")
+    fitted.model.load_state_dict(read_checkpoint(Path(path))["model"])

@@ -1,0 +1,177 @@
+"""AUROC: luz's reference values (R rows 34–38), the threshold grid, scikit-learn parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from luz.metrics import BinaryAUROC, MulticlassAUROC
+from luz.metrics.auc import threshold_grid
+
+EPS = float(torch.finfo(torch.float32).eps)
+ACTUAL = torch.tensor([1, 1, 1, 0, 0, 0])
+PREDICTED = torch.tensor([0.9, 0.8, 0.4, 0.5, 0.3, 0.2])
+
+
+def _three_updates(metric: BinaryAUROC | MulticlassAUROC, pred: torch.Tensor, target: torch.Tensor) -> None:
+    for i in range(0, 6, 2):
+        metric.update(pred[i : i + 2], target[i : i + 2])
+
+
+def test_binary_reference_value() -> None:
+    # R row 34: thresholds = the predictions, three updates of two samples -> 8/9.
+    metric = BinaryAUROC(thresholds=PREDICTED.tolist())
+    _three_updates(metric, PREDICTED, ACTUAL)
+    assert metric.compute() == pytest.approx(8 / 9, abs=1e-4)
+    assert metric.compute() == pytest.approx(roc_auc_score(ACTUAL.numpy(), PREDICTED.numpy()), abs=1e-4)
+
+
+def test_binary_from_logits_applies_sigmoid() -> None:
+    logits = torch.logit(PREDICTED)
+    metric = BinaryAUROC(thresholds=PREDICTED.tolist(), from_logits=True)
+    metric.update(logits, ACTUAL.bool())
+    assert metric.compute() == pytest.approx(8 / 9, abs=1e-4)
+
+
+def test_binary_is_right_endpoint_sum() -> None:
+    # One threshold between the classes' ranges: luz's sum gives tpr at the upper threshold.
+    metric = BinaryAUROC(thresholds=[0.5])
+    metric.update(torch.tensor([0.6, 0.4, 0.3]), torch.tensor([1.0, 1.0, 0.0]))
+    # grid (-eps, 0.5, 1+eps): tpr (1, 1/2, 0), tnr (0, 1, 1) -> 1*0 + 1/2*1 + 0*0.
+    assert metric.compute() == pytest.approx(0.5)
+
+
+def test_multiclass_micro_reference_value() -> None:
+    # R row 35 (the example in luz's docs): two columns, thresholds = every prediction.
+    pred = torch.stack([1 - PREDICTED, PREDICTED], dim=1)
+    metric = MulticlassAUROC(thresholds=pred.flatten().tolist(), average="micro")
+    _three_updates(metric, pred, ACTUAL)
+    onehot = np.eye(2)[ACTUAL.numpy()]
+    expected = roc_auc_score(onehot.ravel(), pred.numpy().ravel())
+    assert metric.compute() == pytest.approx(expected, abs=1e-4)
+
+
+def test_default_grid_keeps_luz_quirk() -> None:
+    grid = threshold_grid(200, None)
+    assert grid.shape == (200,) and grid.dtype == torch.float64
+    assert grid[0].item() == pytest.approx(-EPS) and grid[-1].item() == pytest.approx(1 + EPS)
+    assert grid[1].item() == pytest.approx(2 / 198) and grid[-2].item() == pytest.approx(199 / 198)
+    assert torch.all(grid[1:] > grid[:-1])
+    assert threshold_grid(2, None).tolist() == pytest.approx([-EPS, 1 + EPS])
+
+
+def test_explicit_thresholds_are_sorted_with_end_points() -> None:
+    grid = threshold_grid(7, [0.7, 0.1, 0.4])
+    assert grid.tolist() == pytest.approx([-EPS, 0.1, 0.4, 0.7, 1 + EPS])
+    assert BinaryAUROC(thresholds=torch.tensor([0.3, 0.2])).num_thresholds == 4
+
+
+@pytest.mark.parametrize("num_thresholds", [1, 0, -5, 2.5, True])
+def test_num_thresholds_must_exceed_one(num_thresholds: object) -> None:
+    with pytest.raises(ValueError, match="num_thresholds"):
+        BinaryAUROC(num_thresholds=num_thresholds)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="num_thresholds"):
+        MulticlassAUROC(num_thresholds=num_thresholds)  # type: ignore[arg-type]
+
+
+def test_unknown_average() -> None:
+    with pytest.raises(ValueError, match="average.*'micro'.*'bogus'"):
+        MulticlassAUROC(average="bogus")
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_binary_equals_sklearn(from_logits: bool, device: str) -> None:
+    target = (torch.rand(400, device=device) < 0.4).long()
+    scores = torch.randn(400, device=device) + target
+    pred = scores if from_logits else torch.sigmoid(scores)
+    metric = BinaryAUROC(num_thresholds=2000, from_logits=from_logits).to(device)
+    for i in range(0, 400, 64):
+        metric.update(pred[i : i + 64], target[i : i + 64])
+    expected = roc_auc_score(target.cpu().numpy(), torch.sigmoid(scores).cpu().numpy())
+    assert metric.compute() == pytest.approx(expected, abs=1e-3)
+    assert metric.hist is not None and metric.hist.dtype == torch.int64
+
+
+def _multiclass_data(device: str, n: int = 400, classes: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    target = torch.randint(0, classes, (n,), device=device)
+    logits = torch.randn(n, classes, device=device)
+    logits[torch.arange(n), target] += 1.0
+    return logits, target
+
+
+@pytest.mark.parametrize("average", ["micro", "macro", "weighted", "none"])
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_multiclass_equals_sklearn(average: str, from_logits: bool, device: str) -> None:
+    # R rows 35-38 with 1000 thresholds; luz's micro is the flattened one-hot problem.
+    logits, target = _multiclass_data(device)
+    probs = torch.softmax(logits, dim=1)
+    metric = MulticlassAUROC(num_thresholds=1000, from_logits=from_logits, average=average).to(device)
+    for i in range(0, 400, 64):
+        metric.update((logits if from_logits else probs)[i : i + 64], target[i : i + 64])
+    y, p = target.cpu().numpy(), probs.cpu().numpy()
+    onehot = np.eye(4)[y]
+    value = metric.compute()
+    if average == "none":
+        assert isinstance(value, dict) and list(value) == ["0", "1", "2", "3"]
+        for c in range(4):
+            assert value[str(c)] == pytest.approx(roc_auc_score(onehot[:, c], p[:, c]), abs=1e-3)
+    elif average == "micro":
+        assert value == pytest.approx(roc_auc_score(onehot.ravel(), p.ravel()), abs=1e-3)
+    else:
+        expected = roc_auc_score(y, p, multi_class="ovr", average=average)
+        assert value == pytest.approx(expected, abs=1e-3)
+
+
+def test_weighted_differs_from_macro_with_imbalance() -> None:
+    target = torch.cat([torch.zeros(300), torch.ones(60), torch.full((40,), 2)]).long()
+    logits = torch.randn(400, 3)
+    logits[torch.arange(400), target] += torch.tensor([2.0, 0.2, 0.5])[target]
+    values = {}
+    for average in ("macro", "weighted"):
+        metric = MulticlassAUROC(num_thresholds=500, average=average, from_logits=True)
+        metric.update(logits, target)
+        values[average] = metric.compute()
+    assert abs(values["macro"] - values["weighted"]) > 1e-3
+
+
+def test_multiclass_target_layouts_agree() -> None:
+    probs = torch.softmax(torch.randn(30, 3), dim=1)
+    target = torch.randint(0, 3, (30,))
+    results = []
+    for t in (target, target[:, None], torch.nn.functional.one_hot(target, 3)):
+        metric = MulticlassAUROC(num_thresholds=50, average="macro")
+        metric.update(probs, t)
+        results.append(metric.compute())
+    assert results[0] == results[1] == results[2]
+
+
+def test_multiclass_extra_dims() -> None:
+    probs = torch.softmax(torch.randn(5, 3, 4), dim=1)
+    target = torch.randint(0, 3, (5, 4))
+    flat, spatial = MulticlassAUROC(average="none"), MulticlassAUROC(average="none")
+    spatial.update(probs, target)
+    flat.update(probs.movedim(1, -1).reshape(-1, 3), target.reshape(-1))
+    assert spatial.compute() == flat.compute()
+
+
+def test_multiclass_shape_errors() -> None:
+    with pytest.raises(ValueError, match=r"MulticlassAUROC.*\(8,\).*\(8,\)"):
+        MulticlassAUROC().update(torch.rand(8), torch.zeros(8, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"MulticlassAUROC.*\(8, 3\).*\(8, 2\)"):
+        MulticlassAUROC().update(torch.rand(8, 3), torch.zeros(8, 2, dtype=torch.long))
+    metric = MulticlassAUROC()
+    metric.update(torch.rand(8, 3), torch.zeros(8, dtype=torch.long))
+    with pytest.raises(ValueError, match="3 classes"):
+        metric.update(torch.rand(8, 4), torch.zeros(8, dtype=torch.long))
+
+
+def test_binary_shape_errors() -> None:
+    with pytest.raises(ValueError, match=r"BinaryAUROC.*\(8, 2\).*\(8,\)"):
+        BinaryAUROC().update(torch.rand(8, 2), torch.zeros(8))
+
+
+def test_compute_before_update_raises() -> None:
+    with pytest.raises(RuntimeError, match="before any update"):
+        BinaryAUROC().compute()

@@ -1,0 +1,114 @@
+"""Accuracy metrics: scikit-learn parity, target types, shapes and arguments."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sklearn.metrics import accuracy_score
+
+from luz.metrics import Accuracy, BinaryAccuracy, BinaryAccuracyWithLogits
+
+
+def _batches(*tensors: torch.Tensor, size: int = 32) -> list[tuple[torch.Tensor, ...]]:
+    """Split into batches of ``size`` (the last one short)."""
+    n = tensors[0].shape[0]
+    return [tuple(t[i : i + size] for t in tensors) for i in range(0, n, size)]
+
+
+def test_accuracy_equals_sklearn(device: str) -> None:
+    pred, target = torch.randn(100, 5, device=device), torch.randint(0, 5, (100,), device=device)
+    metric = Accuracy().to(device)
+    for p, t in _batches(pred, target):
+        metric.update(p, t)
+    expected = accuracy_score(target.cpu().numpy(), pred.argmax(1).cpu().numpy())
+    assert metric.compute() == pytest.approx(expected, abs=1e-5)
+    assert metric.correct.dtype == torch.int64
+    assert isinstance(metric.total, int)
+
+
+def test_accuracy_target_layouts() -> None:
+    pred = torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+    for target in (torch.tensor([1, 1, 0]), torch.tensor([[1], [1], [0]]), torch.tensor([[0, 1], [0, 1], [1, 0]])):
+        metric = Accuracy()
+        metric.update(pred, target)
+        assert metric.compute() == pytest.approx(1 / 3)
+
+
+def test_accuracy_extra_dims() -> None:
+    pred, target = torch.randn(4, 3, 5), torch.randint(0, 3, (4, 5))
+    metric = Accuracy()
+    metric.update(pred, target)
+    expected = (pred.argmax(1) == target).double().mean().item()
+    assert metric.compute() == pytest.approx(expected)
+
+
+def test_accuracy_shape_error_names_metric_and_shapes() -> None:
+    with pytest.raises(ValueError, match=r"Accuracy.*\(8, 3\).*\(8, 2\)"):
+        Accuracy().update(torch.randn(8, 3), torch.zeros(8, 2))
+    with pytest.raises(ValueError, match=r"Accuracy.*\(8,\).*\(8,\)"):
+        Accuracy().update(torch.randn(8), torch.zeros(8))
+
+
+def test_binary_accuracy_equals_sklearn(device: str) -> None:
+    prob, target = torch.rand(100, device=device), torch.randint(0, 2, (100,), device=device).float()
+    metric = BinaryAccuracy(threshold=0.3).to(device)
+    for p, t in _batches(prob, target):
+        metric.update(p, t)
+    expected = accuracy_score(target.cpu().numpy(), (prob > 0.3).float().cpu().numpy())
+    assert metric.compute() == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int64, torch.bool])
+def test_binary_accuracy_target_dtypes(dtype: torch.dtype) -> None:
+    pred = torch.tensor([0.2, 0.7, 0.9, 0.4])
+    target = torch.tensor([0, 1, 0, 0]).to(dtype)
+    metric = BinaryAccuracy()
+    metric.update(pred, target)
+    assert metric.compute() == pytest.approx(0.75)
+
+
+def test_binary_accuracy_with_logits_is_logit_above_zero() -> None:
+    # R test: equals mean((x > 0) == y).
+    x, y = torch.randn(100, 100), torch.randint(0, 2, (100, 100)).float()
+    metric = BinaryAccuracyWithLogits()
+    metric.update(x, y)
+    assert metric.compute() == pytest.approx(((x > 0).float() == y).double().mean().item(), abs=1e-5)
+
+
+def test_binary_accuracy_with_logits_threshold_is_on_probability() -> None:
+    x = torch.linspace(-4, 4, 101)
+    y = torch.randint(0, 2, (101,))
+    for threshold in (0.1, 0.5, 0.8):
+        metric = BinaryAccuracyWithLogits(threshold=threshold)
+        metric.update(x, y)
+        expected = ((torch.sigmoid(x.double()) > threshold) == y.bool()).double().mean().item()
+        assert metric.compute() == pytest.approx(expected)
+
+
+def test_binary_accuracy_reshapes_trailing_singleton() -> None:
+    pred, target = torch.rand(10, 1), torch.randint(0, 2, (10,))
+    reshaped, flat = BinaryAccuracy(), BinaryAccuracy()
+    reshaped.update(pred, target)
+    flat.update(pred.squeeze(1), target)
+    assert reshaped.compute() == flat.compute()
+
+
+def test_binary_accuracy_rejects_broadcasting_shapes() -> None:
+    with pytest.raises(ValueError, match=r"BinaryAccuracy.*\(10, 2\).*\(10,\)"):
+        BinaryAccuracy().update(torch.rand(10, 2), torch.zeros(10))
+
+
+@pytest.mark.parametrize("cls", [BinaryAccuracy, BinaryAccuracyWithLogits])
+@pytest.mark.parametrize("threshold", [0, 1, 1.5, -0.2, True, "0.5"])
+def test_threshold_must_be_inside_unit_interval(cls: type[BinaryAccuracy], threshold: object) -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        cls(threshold=threshold)  # type: ignore[arg-type]
+
+
+def test_non_tensor_inputs_are_a_type_error() -> None:
+    with pytest.raises(TypeError, match="BinaryAccuracy expects tensors"):
+        BinaryAccuracy().update([0.1, 0.9], torch.tensor([0, 1]))  # type: ignore[arg-type]
+
+
+def test_compute_before_update_is_nan() -> None:
+    assert torch.isnan(torch.tensor(Accuracy().compute()))

@@ -1,0 +1,257 @@
+"""`Fitted`: predict, evaluate, metrics frames, repr; `Evaluation`."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import luz
+from tests.conftest import Linear, regression_data
+
+
+class MAE(luz.Metric):
+    abbrev = "MAE"
+
+    def __init__(self) -> None:
+        self.total = torch.zeros((), dtype=torch.float64)
+        self.count = 0
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        self.total += (pred - target).abs().sum()
+        self.count += target.numel()
+
+    def compute(self) -> float:
+        return self.total.item() / self.count
+
+
+class MSE(luz.Metric):
+    abbrev = "MSE"
+
+    def __init__(self) -> None:
+        self.total = torch.zeros((), dtype=torch.float64)
+        self.count = 0
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        self.total += (pred - target).pow(2).sum()
+        self.count += target.numel()
+
+    def compute(self) -> float:
+        return self.total.item() / self.count
+
+
+class RMSE(MSE):
+    abbrev = "RMSE"
+
+    def compute(self) -> float:
+        return math.sqrt(super().compute())
+
+
+@pytest.fixture
+def data() -> tuple[torch.Tensor, torch.Tensor]:
+    return regression_data()
+
+
+@pytest.fixture
+def fitted(data: tuple[torch.Tensor, torch.Tensor]) -> luz.Fitted:
+    return (
+        luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD, metrics=[MAE(), MSE(), RMSE()])
+        .set_opt_hparams(lr=0.05)
+        .fit(data, epochs=2, valid_data=data, verbose=False)
+    )
+
+
+# -- predict -------------------------------------------------------------------------------------
+
+
+def test_predict_shape_and_determinism(fitted: luz.Fitted, data: Any) -> None:
+    # R row 56
+    x, y = data
+    p1 = fitted.predict(x, verbose=False)
+    p2 = fitted.predict(luz.as_dataloader(x, batch_size=7), verbose=False)
+    p3 = fitted.predict((x, y), verbose=False)  # element 0 is the input
+    assert p1.shape == (100, 1)
+    assert torch.equal(p1, p3) and torch.equal(p1, fitted.predict(x, verbose=False))
+    torch.testing.assert_close(p1, p2)  # other batch sizes may round differently
+    assert torch.allclose(p1, fitted.model(x))
+    assert not fitted.model.training
+
+
+def test_predict_stack_false_returns_list(fitted: luz.Fitted, data: Any) -> None:
+    x, _ = data
+    parts = fitted.predict(x, stack=False, verbose=False)
+    assert isinstance(parts, list)
+    assert [p.shape[0] for p in parts] == [32, 32, 32, 4]
+
+
+def test_predict_uses_model_predict_method(data: Any) -> None:
+    class WithPredict(Linear):
+        def predict(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(self(x)) + 10
+
+    x, y = data
+    fitted = (
+        luz.setup(WithPredict, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.01)
+        .fit((x, y), epochs=1, verbose=False)
+    )
+    preds = fitted.predict(x, verbose=False)
+    assert torch.allclose(preds, torch.sigmoid(fitted.model(x)) + 10)
+
+
+def test_predict_dataloader_options(fitted: luz.Fitted, data: Any) -> None:
+    # R row 59: batch 45 + drop_last -> 90 rows
+    x, _ = data
+    preds = fitted.predict(x, dataloader_options={"batch_size": 45, "drop_last": True}, verbose=False)
+    assert preds.shape == (90, 1)
+
+
+def test_predict_shuffle_is_ignored_with_warning(fitted: luz.Fitted, data: Any) -> None:
+    x, _ = data
+    with pytest.warns(UserWarning, match="ignored for predictions"):
+        preds = fitted.predict(x, dataloader_options={"shuffle": True}, verbose=False)
+    assert torch.equal(preds, fitted.predict(x, verbose=False))
+
+
+def test_predict_options_with_dataloader_warn(fitted: luz.Fitted, data: Any) -> None:
+    x, _ = data
+    with pytest.warns(UserWarning, match="already a DataLoader"):
+        preds = fitted.predict(luz.as_dataloader(x), dataloader_options={"batch_size": 3}, verbose=False)
+    assert preds.shape == (100, 1)
+
+
+def test_predict_nested_outputs_are_stacked(data: Any) -> None:
+    class Pair(Linear):
+        def forward(self, x: torch.Tensor) -> Any:
+            out = super().forward(x)
+            return out, {"double": out * 2}
+
+        def loss(self, pred: Any, target: torch.Tensor) -> torch.Tensor:
+            return nn.functional.mse_loss(pred[0], target)
+
+    x, y = data
+    fitted = luz.setup(Pair, optimizer=torch.optim.SGD).set_opt_hparams(lr=0.01).fit((x, y), epochs=1, verbose=False)
+    single, parts = fitted.predict(x, verbose=False)
+    assert single.shape == (100, 1)
+    assert torch.allclose(parts["double"], single * 2)
+
+
+def test_predict_unstackable_outputs_suggest_stack_false(data: Any) -> None:
+    class Strings(Linear):
+        def predict(self, x: torch.Tensor) -> str:
+            return "nope"
+
+    x, y = data
+    fitted = luz.setup(Strings, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.01).fit(
+        (x, y), epochs=1, verbose=False
+    )
+    with pytest.raises(TypeError, match="stack=False"):
+        fitted.predict(x, verbose=False)
+    assert fitted.predict(x, stack=False, verbose=False) == ["nope"] * 4
+
+
+# -- evaluate ------------------------------------------------------------------------------------
+
+
+def test_evaluate_returns_four_rows(fitted: luz.Fitted, data: Any) -> None:
+    # R row 60
+    ev = fitted.evaluate(data, verbose=False)
+    assert isinstance(ev, luz.Evaluation)
+    frame = ev.get_metrics()
+    assert frame.shape == (4, 2)
+    assert list(frame.columns) == ["metric", "value"]
+    assert list(frame["metric"]) == ["loss", "mae", "mse", "rmse"]
+    x, y = data
+    mse = nn.functional.mse_loss(fitted.model(x), y).item()
+    values = dict(zip(frame["metric"], frame["value"], strict=True))
+    assert values["mse"] == pytest.approx(mse, rel=1e-5)
+    assert values["rmse"] == pytest.approx(math.sqrt(mse), rel=1e-5)
+    text = repr(ev)
+    assert "A `luz.Evaluation`" in text and "mae: " in text and "rmse: " in text
+
+
+def test_evaluate_metrics_override_is_temporary(fitted: luz.Fitted, data: Any) -> None:
+    # R row 63
+    ev = fitted.evaluate(data, metrics=[MAE()], verbose=False)
+    assert list(ev.get_metrics()["metric"]) == ["loss", "mae"]
+    again = fitted.evaluate(data, verbose=False)
+    assert list(again.get_metrics()["metric"]) == ["loss", "mae", "mse", "rmse"]
+
+
+def test_evaluate_shuffle_warns(fitted: luz.Fitted, data: Any) -> None:
+    with pytest.warns(UserWarning, match="ignored for predictions"):
+        fitted.evaluate(data, dataloader_options={"shuffle": True}, verbose=False)
+
+
+def test_evaluate_metric_class_error_leaves_model_clean(fitted: luz.Fitted, data: Any) -> None:
+    with pytest.raises(TypeError, match="forget to instantiate"):
+        fitted.evaluate(data, metrics=[MAE], verbose=False)
+    assert "ctx" not in fitted.model.__dict__
+
+
+def test_evaluate_with_two_optimizers() -> None:
+    class Two(Linear):
+        def __init__(self) -> None:
+            super().__init__()
+            self.extra = nn.Linear(10, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) + self.extra(x)
+
+        def set_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+            return {
+                "a": torch.optim.SGD(self.fc.parameters(), lr=0.01),
+                "b": torch.optim.SGD(self.extra.parameters(), lr=0.01),
+            }
+
+    x, y = regression_data()
+    fitted = luz.setup(Two, loss=nn.MSELoss()).fit((x, y), epochs=1, verbose=False)
+    frame = fitted.evaluate((x, y), verbose=False).get_metrics()
+    assert list(frame["metric"]) == ["loss_a", "loss_b"]
+    assert frame["value"][0] == pytest.approx(frame["value"][1])
+
+
+# -- metrics frames, device, repr ------------------------------------------------------------------
+
+
+def test_get_metrics_frame_layout(fitted: luz.Fitted) -> None:
+    frame = fitted.get_metrics()
+    assert list(frame.columns) == ["set", "metric", "epoch", "value"]
+    assert len(frame) == 2 * 2 * 4
+    assert list(frame["set"]) == ["train"] * 8 + ["valid"] * 8
+    assert list(frame["epoch"][:8]) == [1] * 4 + [2] * 4
+    assert list(frame["metric"][:4]) == ["loss", "mae", "mse", "rmse"]
+    assert frame["value"].dtype == float
+    first = fitted.records["metrics"]["train"][0]
+    assert frame["value"][1] == first["mae"]
+    assert frame.equals(luz.get_metrics(fitted))
+
+
+def test_fitted_device() -> None:
+    # R row 62: pyluz reports the device on the fitted object
+    x, y = regression_data()
+    fitted = (
+        luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.01)
+        .fit((x, y), epochs=1, accelerator=luz.Accelerator(cpu=True), verbose=False)
+    )
+    assert fitted.device == torch.device("cpu")
+
+
+def test_fitted_repr(fitted: luz.Fitted) -> None:
+    # R row 51
+    text = repr(fitted)
+    assert "Total time:" in text
+    assert "Avg time per training epoch:" in text
+    assert "Training:" in text and "Validation:" in text
+    assert "rmse: " in text
+    assert "Linear(" in text
+
+
+def test_fitted_records_profile(fitted: luz.Fitted) -> None:
+    profile = fitted.records["profile"]
+    assert {k: len(v) for k, v in profile.items()} == {"fit": 1, "epoch": 2, "train": 2, "valid": 2}
+    assert all(isinstance(v, float) and v >= 0 for values in profile.values() for v in values)
