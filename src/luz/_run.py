@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numbers
+import os
 import sys
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +53,16 @@ def parse_epochs(epochs: object) -> tuple[int, int]:
     )
 
 
+def _compile_options(compile: object) -> dict[str, Any] | None:
+    if compile is False:
+        return None
+    if compile is True:
+        return {}
+    if isinstance(compile, dict):
+        return dict(compile)
+    raise TypeError(f"`compile` must be True, False or a dict of torch.compile arguments, got {compile!r}.")
+
+
 def as_callback_list(callbacks: Any) -> list[Any]:
     """``None`` -> ``[]``; a single callback (or callback class) -> ``[it]``; lists as lists."""
     if callbacks is None:
@@ -74,6 +86,13 @@ def _new_context(verbose: bool | None, accelerator: Accelerator | None, callback
     show = default_verbose() if verbose is None else bool(verbose)
     ctx = Context(verbose=show, accelerator=accelerator or Accelerator())
     ctx.callbacks = callbacks
+    if ctx.device.type == "mps" and "PYTORCH_ENABLE_MPS_FALLBACK" not in os.environ:
+        warnings.warn(
+            "Training on MPS: operations MPS does not support will fail. To fall back to the CPU "
+            "for them, set PYTORCH_ENABLE_MPS_FALLBACK=1 before the Python process starts.",
+            UserWarning,
+            stacklevel=3,
+        )
     return ctx
 
 
@@ -87,11 +106,13 @@ def run_fit(
     accelerator: Accelerator | None,
     verbose: bool | None,
     dataloader_options: dict[str, Any] | None,
+    compile: bool | dict[str, Any] = False,
 ) -> Fitted:
     """Build the fit context and run `luz.loop.fit_loop`."""
     from luz.fitted import Fitted
 
     min_epochs, max_epochs = parse_epochs(epochs)
+    compile_options = _compile_options(compile)
     defaults = [Profile(), TrainValid(), Metrics(), Progress(), Interrupt()]
     ctx = _new_context(verbose, accelerator, [*defaults, *as_callback_list(callbacks)])
     try:  # clean up (unbind model and callbacks) whether setting up or training fails
@@ -105,6 +126,8 @@ def run_fit(
         acc = ctx.accelerator
         assert acc is not None
         model = acc.prepare(module.build_model())
+        if compile_options is not None:
+            model.compile(**compile_options)  # compiles __call__ in place: same class, same keys
         ctx.hparams, ctx.opt_hparams = dict(module.hparams), dict(module.opt_hparams)
         ctx.model = model
         ctx.optimizers = module.build_optimizers(model)

@@ -117,6 +117,18 @@ class Context:
         self.opt_hparams = {}
         self.buffers = {}
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Context:
+        # A deep copy of the bound model (an EMA or best-model snapshot, say) shares the run's
+        # context instead of copying loaders, optimizers and callbacks along with it.
+        return self
+
+    def __copy__(self) -> Context:
+        return self
+
+    def __reduce__(self) -> tuple[Callable[[], None], tuple[()]]:
+        # Pickling a bound model (torch.save(model)) stores no context: it loads as None.
+        return _no_context, ()
+
     # -- fields with rules ------------------------------------------------------------------
 
     @property
@@ -368,6 +380,10 @@ class Context:
         self.loss = {}
         self.metrics = {"train": [], "valid": []}
         self.buffers = {}
+
+
+def _no_context() -> None:
+    return None
 
 
 def bind_context(model: nn.Module, ctx: Context | None) -> None:

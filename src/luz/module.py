@@ -244,6 +244,7 @@ class LuzModule:
         accelerator: Accelerator | None = None,
         verbose: bool | None = None,
         dataloader_options: dict[str, Any] | None = None,
+        compile: bool | dict[str, Any] = False,
     ) -> Fitted:
         """Train a fresh model and return a `luz.Fitted`.
 
@@ -256,6 +257,9 @@ class LuzModule:
             verbose: show progress; ``None``: when attached to a terminal or notebook.
             dataloader_options: options for the loaders luz builds (``batch_size=32``; training
                 adds ``shuffle=True, drop_last=True`` unless given).
+            compile: compile the model's forward with ``torch.compile`` (``True``, or a dict of
+                its arguments such as ``{"mode": "max-autotune"}``). The fitted model keeps
+                its class and state-dict keys.
 
         Raises:
             ValueError: invalid ``epochs``, ``valid_data`` or options.
@@ -272,6 +276,7 @@ class LuzModule:
             accelerator=accelerator,
             verbose=verbose,
             dataloader_options=dataloader_options,
+            compile=compile,
         )
 
     def __repr__(self) -> str:

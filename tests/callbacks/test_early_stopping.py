@@ -77,7 +77,7 @@ def test_no_message_when_quiet_or_stopped_by_someone_else(capsys: pytest.Capture
 def test_unknown_monitor_fails_at_end_of_first_epoch() -> None:
     ended: list[int] = []
     counter = luz.callback(on_epoch_end=lambda ctx: ended.append(ctx.epoch))
-    with pytest.raises(ValueError, match="'valid_los'.*'train_loss', 'valid_loss'") as info:
+    with pytest.raises(ValueError, match=r"'valid_los'.*'train_loss', 'valid_loss'") as info:
         _fit([EarlyStopping(monitor="valid_los"), counter], epochs=3)
     assert isinstance(info.value, luz.CallbackError)
     assert ended == [1]  # weight inf: the other epoch-end hooks ran first

@@ -13,13 +13,17 @@ from tests.conftest import Linear, regression_data
 
 def _losses(clip: GradientClip | None) -> list[float]:
     x, y = regression_data(n=32)
-    fitted = luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1).fit(
-        (x, y),
-        epochs=2,
-        valid_data=(x, y),
-        callbacks=[] if clip is None else [clip],
-        verbose=False,
-        dataloader_options={"batch_size": 32, "shuffle": False},
+    fitted = (
+        luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
+        .fit(
+            (x, y),
+            epochs=2,
+            valid_data=(x, y),
+            callbacks=[] if clip is None else [clip],
+            verbose=False,
+            dataloader_options={"batch_size": 32, "shuffle": False},
+        )
     )
     return [e["loss"] for s in ("train", "valid") for e in fitted.records["metrics"][s]]
 

@@ -112,14 +112,18 @@ def test_opt_name_selects_one_of_several_optimizers() -> None:
 def test_plateau_with_several_optimizers_gets_its_own_loss() -> None:
     sched = LRScheduler(_Recorder, opt_name="opt_a")
     fitted = _fit([sched], epochs=2, valid=True, module=_two_opt())
-    assert sched.scheduler.fed == pytest.approx([e["loss"]["opt_a"] for e in fitted.records["metrics"]["valid"]])
+    assert sched.scheduler.fed == pytest.approx(
+        [e["loss"]["opt_a"] for e in fitted.records["metrics"]["valid"]]
+    )
 
 
 def test_optimizer_name_errors() -> None:
     with pytest.raises(ValueError, match="opt_a, opt_b"):
         _fit([LRScheduler(torch.optim.lr_scheduler.StepLR, step_size=1)], epochs=1, module=_two_opt())
-    with pytest.raises(ValueError, match="'gen'.*opt_a, opt_b"):
-        _fit([LRScheduler(torch.optim.lr_scheduler.StepLR, step_size=1, opt_name="gen")], 1, module=_two_opt())
+    with pytest.raises(ValueError, match=r"'gen'.*opt_a, opt_b"):
+        _fit(
+            [LRScheduler(torch.optim.lr_scheduler.StepLR, step_size=1, opt_name="gen")], 1, module=_two_opt()
+        )
 
 
 def test_invalid_call_on_and_scheduler() -> None:

@@ -35,7 +35,7 @@ def test_resolves_plain_flattened_and_underscore_names_case_insensitively() -> N
 
 def test_unknown_name_lists_available_names() -> None:
     ctx = _ctx({"loss": {"gen": 1.0, "disc": 2.0}})
-    with pytest.raises(ValueError, match="train_loss_gen.*train_loss_disc") as info:
+    with pytest.raises(ValueError, match=r"train_loss_gen.*train_loss_disc") as info:
         MonitorCallback("train_loss").current_value(ctx)
     assert "valid_data" not in str(info.value)
     with pytest.raises(ValueError, match="valid_data"):

@@ -58,7 +58,8 @@ def test_default_grid_keeps_luz_quirk() -> None:
     assert grid.shape == (200,) and grid.dtype == torch.float64
     assert grid[0].item() == pytest.approx(-EPS) and grid[-1].item() == pytest.approx(1 + EPS)
     assert grid[1].item() == pytest.approx(2 / 198) and grid[-2].item() == pytest.approx(199 / 198)
-    assert torch.all(grid[1:] > grid[:-1])
+    assert torch.all(grid[1:-1] > grid[:-2])
+    assert grid[-2] > grid[-1]  # luz's order: 199/198 comes before 1 + eps
     assert threshold_grid(2, None).tolist() == pytest.approx([-EPS, 1 + EPS])
 
 
@@ -175,3 +176,32 @@ def test_binary_shape_errors() -> None:
 def test_compute_before_update_raises() -> None:
     with pytest.raises(RuntimeError, match="before any update"):
         BinaryAUROC().compute()
+
+
+def _luz_reference(pred: torch.Tensor, positive: torch.Tensor, grid: torch.Tensor, trapezoid: bool) -> float:
+    """A direct port of luz's per-threshold comparisons (one column, float32 thresholds)."""
+    above = pred.unsqueeze(-1) > grid.float()
+    tp = (above & positive.unsqueeze(-1)).sum(0).double()
+    tn = (~above & ~positive.unsqueeze(-1)).sum(0).double()
+    tpr, tnr = tp / positive.sum(), tn / (~positive).sum()
+    step = torch.diff(tnr, prepend=torch.zeros(1, dtype=torch.float64))
+    if trapezoid:
+        after = torch.cat([step[1:], torch.zeros(1, dtype=torch.float64)])
+        return float((tpr * (step + after) / 2).sum())
+    return float((tpr * step).sum())
+
+
+@pytest.mark.parametrize("scale", [1.0, 1.2])
+def test_matches_luz_algorithm_exactly(scale: float) -> None:
+    # scale 1.2 puts predictions above 1, where luz's unsorted grid end matters.
+    pred = (torch.rand(300) * scale).round(decimals=2)  # ties with grid values
+    positive = torch.rand(300) < 0.5
+    grid = threshold_grid(101, None)
+    binary = BinaryAUROC(num_thresholds=101)
+    binary.update(pred, positive)
+    assert binary.compute() == pytest.approx(_luz_reference(pred, positive, grid, False), abs=1e-12)
+    micro = MulticlassAUROC(num_thresholds=101, average="micro")
+    micro.update(torch.stack([pred, 1 - pred], 1), (~positive).long())
+    both = torch.cat([pred, 1 - pred])
+    expected = _luz_reference(both, torch.cat([positive, ~positive]), grid, True)
+    assert micro.compute() == pytest.approx(expected, abs=1e-12)

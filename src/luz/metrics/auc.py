@@ -24,7 +24,8 @@ def threshold_grid(num_thresholds: int, thresholds: Sequence[float] | torch.Tens
     """luz's thresholds: the given ones sorted, or ``k / (num_thresholds - 2)`` for
     ``k = 2 … num_thresholds - 1``, plus ``-eps`` and ``1 + eps`` (float32 eps) at the ends.
 
-    The default grid keeps luz's quirk: it starts at ``2 / (n - 2)`` and ends just above 1.
+    The default grid keeps luz's quirk: it starts at ``2 / (n - 2)``, reaches ``(n - 1) / (n - 2)``
+    (above 1) and ends with ``1 + eps``, so it is not sorted; the metrics follow luz's order.
     """
     if thresholds is not None:
         inner = torch.as_tensor(thresholds, dtype=torch.float64).flatten().sort().values
@@ -49,9 +50,11 @@ class _AUROCBase(Metric):
         from_logits: bool = False,
     ) -> None:
         self.thresholds = threshold_grid(num_thresholds, thresholds)
+        # luz's grid is not sorted (1.005 comes before 1 + eps): bucket against a sorted copy,
+        # then put the counts back in luz's order so the sums run over the same sequence.
+        self.sorted_thresholds, self.order = self.thresholds.sort(stable=True)
         self.from_logits = from_logits
-        # hist[0] counts negatives, hist[1] positives, per class and threshold bucket: bucket i
-        # holds the predictions above exactly i thresholds.
+        # hist[0] counts negatives, hist[1] positives, per class and threshold bucket.
         self.hist: torch.Tensor | None = None
 
     @property
@@ -64,12 +67,12 @@ class _AUROCBase(Metric):
         classes, buckets = pred.shape[1], self.num_thresholds + 1
         if self.hist is None:
             self.hist = torch.zeros((2, classes, buckets), dtype=torch.int64, device=pred.device)
-        self.thresholds = follow(self.thresholds, pred)
+        self.sorted_thresholds = follow(self.sorted_thresholds, pred)
         self.hist = follow(self.hist, pred)
         # Compare in the predictions' precision (at least float32), so a threshold equal to a
         # prediction is not above it.
         work = torch.promote_types(pred.dtype, torch.float32)
-        bucket = torch.bucketize(pred.detach().to(work).contiguous(), self.thresholds.to(work))
+        bucket = torch.bucketize(pred.detach().to(work).contiguous(), self.sorted_thresholds.to(work))
         column = torch.arange(classes, device=pred.device) * buckets
         index = positive.to(torch.int64) * (classes * buckets) + column + bucket
         flat = index.reshape(-1)
@@ -81,8 +84,12 @@ class _AUROCBase(Metric):
             raise RuntimeError(f"{type(self).__name__}.compute() called before any update().")
         hist = self.hist.to("cpu", torch.float64)  # the one host sync
         neg, pos = hist[0], hist[1]
-        true_pos = pos.flip(-1).cumsum(-1).flip(-1)[:, 1:]  # positives above threshold t
-        true_neg = neg.cumsum(-1)[:, :-1]  # negatives at or below threshold t
+        # Bucket i holds the predictions above exactly i sorted thresholds.
+        above = pos.flip(-1).cumsum(-1).flip(-1)[:, 1:]  # positives above sorted threshold k
+        at_or_below = neg.cumsum(-1)[:, :-1]  # negatives at or below sorted threshold k
+        order = self.order.cpu()
+        true_pos, true_neg = torch.empty_like(above), torch.empty_like(at_or_below)
+        true_pos[:, order], true_neg[:, order] = above, at_or_below  # back to luz's order
         n_pos, n_neg = pos.sum(-1, keepdim=True), neg.sum(-1, keepdim=True)
         return true_pos / n_pos, true_neg / n_neg, n_pos.squeeze(-1)
 

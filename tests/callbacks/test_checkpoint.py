@@ -1,0 +1,164 @@
+"""ModelCheckpoint and KeepBestModel (R rows 16 and 18), atomic writes, non-finite weights."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import luz
+from luz.callbacks import KeepBestModel, ModelCheckpoint
+from luz.serialization import read_checkpoint
+from tests.conftest import Linear, regression_data
+
+
+def _module(lr: float = 0.01) -> luz.LuzModule:
+    return luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=lr)
+
+
+def _fit(callbacks: list[Any], epochs: int = 5, lr: float = 0.01, **kwargs: Any) -> luz.Fitted:
+    x, y = regression_data()
+    return _module(lr).fit((x, y), epochs=epochs, callbacks=callbacks, verbose=False, **kwargs)
+
+
+def test_directory_path_writes_one_file_per_epoch(tmp_path: Path) -> None:
+    fitted = _fit([ModelCheckpoint(str(tmp_path / "ckpt") + "/", monitor="train_loss")])
+    files = sorted(os.listdir(tmp_path / "ckpt"))
+    losses = fitted.get_metrics().query("set == 'train' and metric == 'loss'")["value"].tolist()
+    assert files == [f"epoch-{e:02d}-train_loss-{loss:.3f}.pt" for e, loss in enumerate(losses, start=1)]
+    state = read_checkpoint(tmp_path / "ckpt" / files[-1])
+    assert state["epoch"] == 5
+    assert set(state) >= {"model", "optimizers", "records", "callbacks", "rng"}
+    assert len(state["records"]["metrics"]["train"]) == 5
+
+
+def test_save_best_only_writes_only_improvements(tmp_path: Path) -> None:
+    class Bump(luz.Callback):  # worsen the weights at the start of epochs 3 and 4
+        def on_epoch_begin(self) -> None:
+            if self.context.epoch in (3, 4):
+                for p in self.context.model.parameters():
+                    p.add_(3.0)
+
+    template = str(tmp_path / "best-{epoch}-{monitor:.4f}.pt")
+    fitted = _fit([Bump(), ModelCheckpoint(template, monitor="train_loss", save_best_only=True)], epochs=6)
+    losses = fitted.get_metrics().query("set == 'train' and metric == 'loss'")["value"].tolist()
+    best, expected = float("inf"), []
+    for epoch, loss in enumerate(losses, start=1):
+        if loss < best:
+            best = loss
+            expected.append(f"best-{epoch}-{loss:.4f}.pt")
+    assert sorted(os.listdir(tmp_path)) == sorted(expected)
+    assert len(expected) < 6  # the bumps made some epochs worse, and they were not saved
+
+
+def test_loading_checkpoints_changes_and_reproduces_predictions(tmp_path: Path) -> None:
+    fitted = _fit([ModelCheckpoint(str(tmp_path) + os.sep, monitor="train_loss")], lr=0.05)
+    files = sorted(tmp_path.iterdir())
+    x = torch.randn(10, 10)
+    final = fitted.predict(x, verbose=False)
+    luz.load_checkpoint(fitted, files[0])
+    assert not torch.equal(fitted.predict(x, verbose=False), final)
+    luz.load_checkpoint(fitted, files[4])
+    assert torch.equal(fitted.predict(x, verbose=False), final)
+    assert len(fitted.records["metrics"]["train"]) == 5  # records untouched
+
+
+def test_a_path_without_epoch_is_overwritten(tmp_path: Path) -> None:
+    _fit([ModelCheckpoint(tmp_path / "sub" / "last.pt", monitor="train_loss")], epochs=3)
+    assert os.listdir(tmp_path / "sub") == ["last.pt"]
+    assert read_checkpoint(tmp_path / "sub" / "last.pt")["epoch"] == 3
+
+
+def test_non_finite_weights_are_not_written(tmp_path: Path) -> None:
+    poison = luz.callback(
+        on_epoch_end=lambda ctx: ctx.model.fc.weight.fill_(float("nan")) if ctx.epoch == 2 else None,
+        weight=-1,
+    )
+    template = str(tmp_path / "e{epoch}.pt")
+    with pytest.warns(UserWarning, match="NaN or infinite weights at epoch 2"):
+        _fit([poison, ModelCheckpoint(template, monitor="train_loss")], epochs=2)
+    assert os.listdir(tmp_path) == ["e1.pt"]
+
+
+def test_unknown_monitor_fails_at_the_first_epoch(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="train_loss"):
+        _fit([ModelCheckpoint(tmp_path / "x.pt", monitor="train_los")])
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_save = torch.save
+
+    def save(obj: Any, handle: Any) -> None:
+        if obj["epoch"] == 2:
+            handle.write(b"partial bytes")
+            raise OSError("disk full")
+        real_save(obj, handle)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(OSError, match="disk full"):
+        _fit([ModelCheckpoint(tmp_path / "last.pt", monitor="train_loss")], epochs=3)
+    assert os.listdir(tmp_path) == ["last.pt"]
+    assert read_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+
+
+# -- KeepBestModel ---------------------------------------------------------------------------------
+
+
+class Scalar(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([100.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.w
+
+
+def test_keep_best_model_restores_the_best_epoch() -> None:
+    weights: list[torch.Tensor] = []
+    track = luz.callback(on_epoch_end=lambda ctx: weights.append(ctx.model.w.detach().clone()))
+    keep = KeepBestModel(monitor="train_loss", mode="max")
+    x, y = torch.ones(100, 1), torch.zeros(100, 1)
+    fitted = (
+        luz.setup(Scalar, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.01)
+        .fit((x, y), epochs=5, callbacks=[track, keep], verbose=False)
+    )
+    assert weights[-1].item() < 90  # training moved it towards 0
+    assert fitted.model.w.item() > 90  # mode="max": the worst-loss epoch 1 came back
+    assert torch.equal(fitted.model.w.detach(), weights[0])
+    assert not Path(keep.path).exists()  # temporary checkpoint removed
+
+
+def test_keep_best_model_also_restores_the_optimizer() -> None:
+    seen: dict[str, Any] = {}
+
+    def remember(ctx: Any) -> None:
+        if ctx.epoch == 2:
+            seen["state"] = {k: v.clone() for k, v in ctx.optimizers["opt"].state[ctx.model.w].items()}
+
+    def check(ctx: Any) -> None:
+        seen["after"] = dict(ctx.optimizers["opt"].state[ctx.model.w])
+
+    poison = luz.callback(
+        on_epoch_begin=lambda ctx: ctx.model.w.fill_(1e3) if ctx.epoch >= 3 else None, weight=-1
+    )
+    keep = KeepBestModel(monitor="train_loss")
+    x, y = torch.ones(100, 1), torch.zeros(100, 1)
+    (
+        luz.setup(Scalar, loss=nn.MSELoss(), optimizer=torch.optim.Adam)
+        .set_opt_hparams(lr=0.01)
+        .fit(
+            (x, y),
+            epochs=4,
+            callbacks=[poison, luz.callback(on_epoch_end=remember), keep, luz.callback(on_fit_end=check, weight=9)],
+            verbose=False,
+        )
+    )
+    assert keep.best is None  # reset for the next fit
+    for key, value in seen["state"].items():
+        assert torch.equal(seen["after"][key], value)

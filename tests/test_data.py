@@ -1,0 +1,200 @@
+"""`as_dataloader`, datasets, the validation split and loader options."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+import luz
+from luz.data import TensorBatchDataset, as_dataset, eval_loader, split_valid, training_loader
+
+
+class Images(Dataset[Any]):
+    def __init__(self, n: int = 100) -> None:
+        self.x = torch.randn(n, 10, 10)
+        self.y = torch.randn(n, 1)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.x[i], self.y[i]
+
+
+class Stream(IterableDataset[Any]):
+    def __iter__(self) -> Any:
+        for i in range(10):
+            yield torch.full((2,), float(i)), torch.tensor(float(i))
+
+
+def shapes(dl: Any) -> list[list[tuple[int, ...]]]:
+    return [[tuple(t.shape) for t in batch] for batch in dl]
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        ("text", "str"),
+        (3, "int"),
+        ({"a": 1}, "dict"),
+        (None, "NoneType"),
+        ([], "empty"),
+        ([1, 2], "int"),
+        ((torch.ones(2), "x"), "str"),
+    ],
+)
+def test_unsupported_types(bad: Any, named: str) -> None:
+    # R row 3
+    with pytest.raises(TypeError, match=named):
+        luz.as_dataloader(bad)
+
+
+def test_unsupported_type_names_it() -> None:
+    with pytest.raises(TypeError, match="of type str"):
+        luz.as_dataloader("text")
+    with pytest.raises(TypeError, match="Python objects"):
+        luz.as_dataloader(np.array([object(), object()]))
+
+
+def test_datasets() -> None:
+    # R row 4
+    ds = Images()
+    dl = luz.as_dataloader(ds)
+    assert isinstance(dl, DataLoader)
+    got = shapes(dl)
+    assert len(got) == 4 and got[0] == [(32, 10, 10), (32, 1)] and got[-1] == [(4, 10, 10), (4, 1)]
+    dl10 = luz.as_dataloader(ds, batch_size=10)
+    assert len(dl10) == 10 and len(shapes(dl10)) == 10
+
+
+def test_lists_of_tensors_and_arrays() -> None:
+    # R row 5
+    x, y = torch.randn(100, 10), torch.randn(100, 5)
+    for data in [[x, y], (x, y), (x, y.numpy())]:
+        got = shapes(luz.as_dataloader(data))
+        assert len(got) == 4
+        assert got[0] == [(32, 10), (32, 5)]
+        assert got[-1] == [(4, 10), (4, 5)]
+    first = next(iter(luz.as_dataloader((x, y))))
+    assert isinstance(first, tuple)
+    assert torch.equal(first[0], x[:32])
+
+
+@pytest.mark.parametrize(
+    "data", [np.arange(100.0), np.ones((100, 3)), np.ones((100, 2, 2)), torch.ones(100, 3), torch.arange(100)]
+)
+def test_numerics(data: Any) -> None:
+    # R row 6
+    batches = list(luz.as_dataloader(data))
+    assert len(batches) == 4
+    assert all(isinstance(b, tuple) and len(b) == 1 for b in batches)
+    assert batches[0][0].shape[0] == 32
+
+
+def test_numpy_float64_becomes_float32() -> None:
+    (batch,) = next(iter(luz.as_dataloader(np.zeros((4, 2), dtype=np.float64))))
+    assert batch.dtype == torch.float32
+    (ints,) = next(iter(luz.as_dataloader(np.zeros(4, dtype=np.int64))))
+    assert ints.dtype == torch.int64
+
+
+def test_as_dataloader_direct_call_does_not_shuffle_or_drop() -> None:
+    x = torch.arange(70)
+    (a, b, c) = [batch[0] for batch in luz.as_dataloader(x)]
+    assert torch.equal(torch.cat([a, b, c]), x)
+    assert len(list(luz.as_dataloader(x, batch_size=32, drop_last=True))) == 2
+
+
+def test_dataloader_is_returned_as_is_and_rejects_options() -> None:
+    dl = luz.as_dataloader(torch.ones(3))
+    assert luz.as_dataloader(dl) is dl
+    with pytest.raises(ValueError, match="already a DataLoader"):
+        luz.as_dataloader(dl, batch_size=2)
+
+
+def test_iterable_dataset_ignores_shuffle() -> None:
+    dl = luz.as_dataloader(Stream(), batch_size=4, shuffle=True)
+    assert [len(b[0]) for b in dl] == [4, 4, 2]
+    assert len(list(training_loader(Stream(), {"batch_size": 4}))) == 2  # drop_last
+
+
+def test_unequal_first_dimensions() -> None:
+    with pytest.raises(ValueError, match="first dimension"):
+        luz.as_dataloader((torch.ones(3, 2), torch.ones(4)))
+    with pytest.raises(ValueError, match="first dimension"):
+        TensorBatchDataset(torch.ones(3), torch.tensor(1.0))
+
+
+def test_register_custom_type() -> None:
+    class Pairs:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+    @luz.as_dataloader.register(Pairs)
+    def _(x: Pairs, **options: Any) -> DataLoader[Any]:
+        return luz.as_dataloader(torch.arange(x.n), **options)
+
+    assert len(list(luz.as_dataloader(Pairs(40), batch_size=10))) == 4
+
+
+def test_as_dataset() -> None:
+    ds = Images(5)
+    assert as_dataset(ds) is ds
+    assert len(as_dataset(np.ones((5, 2)))) == 5
+    with pytest.raises(TypeError, match="str"):
+        as_dataset("x")
+
+
+def test_training_loader_defaults() -> None:
+    x = torch.arange(70)
+    torch.manual_seed(0)
+    batches = [b[0] for b in training_loader(x, None)]
+    assert len(batches) == 2  # drop_last
+    assert not torch.equal(torch.cat(batches), x[:64])  # shuffled
+    kept = [b[0] for b in training_loader(x, {"shuffle": False, "drop_last": False, "batch_size": 7})]
+    assert torch.equal(torch.cat(kept), x)
+
+
+def test_eval_loader_never_shuffles() -> None:
+    x = torch.arange(70)
+    loaded = torch.cat([b[0] for b in eval_loader(x, {"shuffle": True}, role="validation")])
+    assert torch.equal(loaded, x)
+    with pytest.warns(UserWarning, match="ignored for predictions"):
+        loaded = torch.cat([b[0] for b in eval_loader(x, {"shuffle": True}, role="prediction")])
+    assert torch.equal(loaded, x)
+    with pytest.warns(UserWarning, match="already a DataLoader"):
+        eval_loader(luz.as_dataloader(x), {"batch_size": 2}, role="prediction")
+
+
+def test_split_valid_sizes_and_disjointness() -> None:
+    x = torch.arange(103)
+    train, valid = split_valid(x, 0.2)
+    assert len(valid) == 20 and len(train) == 83
+    tx = torch.cat([b[0] for b in luz.as_dataloader(train)])
+    vx = torch.cat([b[0] for b in luz.as_dataloader(valid)])
+    assert sorted(torch.cat([tx, vx]).tolist()) == list(range(103))
+    assert torch.equal(tx, tx.sort().values)  # keeps the original order
+
+
+def test_split_valid_on_a_dataset() -> None:
+    train, valid = split_valid(Images(50), 0.1)
+    assert len(train) == 45 and len(valid) == 5
+    assert shapes(luz.as_dataloader(valid)) == [[(5, 10, 10), (5, 1)]]
+
+
+@pytest.mark.parametrize("fraction", [0, 1, 2, -0.5, 1.0, True, "0.2"])
+def test_split_valid_bad_fraction(fraction: Any) -> None:
+    with pytest.raises(ValueError, match="float in \\(0, 1\\)") as info:
+        split_valid(torch.arange(10), fraction)
+    assert repr(fraction) in str(info.value)
+
+
+def test_split_valid_rejects_loaders_and_streams() -> None:
+    with pytest.raises(ValueError, match="DataLoader"):
+        split_valid(luz.as_dataloader(torch.arange(10)), 0.5)
+    with pytest.raises(ValueError, match="IterableDataset"):
+        split_valid(Stream(), 0.5)

@@ -1,0 +1,140 @@
+"""The default steps: calling the model, computing the loss, predicting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import luz
+from luz.step import call_model, compute_loss, has_forward, predict_batch
+
+
+class Echo(nn.Module):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return args, kwargs
+
+
+def test_call_model_dispatch() -> None:
+    model = Echo()
+    x = torch.ones(1)
+    assert call_model(model, x) == ((x,), {})
+    assert call_model(model, (x, x)) == ((x, x), {})
+    assert call_model(model, [x]) == ((x,), {})
+    assert call_model(model, {"a": x}) == ((), {"a": x})
+
+
+def test_model_without_forward_is_identity() -> None:
+    class NoForward(nn.Module):
+        pass
+
+    model = NoForward()
+    assert not has_forward(model) and has_forward(Echo())
+    inputs = (torch.ones(1), torch.zeros(1))
+    assert call_model(model, inputs) is inputs
+
+
+def ctx_with(loss_fn: Any, pred: Any, target: Any) -> luz.Context:
+    ctx = luz.Context(accelerator=luz.Accelerator(cpu=True))
+    ctx.loss_fn = loss_fn
+    ctx.pred = pred
+    ctx.batch = (None, target)
+    ctx.epoch, ctx.iter = 2, 5
+    return ctx
+
+
+def test_compute_loss_checks() -> None:
+    pred = torch.ones(3, requires_grad=True)
+    ctx = ctx_with(nn.MSELoss(), pred, torch.zeros(3))
+    assert compute_loss(ctx).requires_grad
+    ctx.loss_fn = nn.MSELoss(reduction="none")
+    with pytest.raises(ValueError, match=r"scalar tensor, got \(3,\) at batch 5 of epoch 2"):
+        compute_loss(ctx)
+    ctx.loss_fn = lambda p, t: 1.0
+    with pytest.raises(ValueError, match="got float"):
+        compute_loss(ctx)
+    ctx.loss_fn = nn.MSELoss()
+    ctx.pred = torch.ones(3)
+    with pytest.raises(ValueError, match="does not require grad"):
+        compute_loss(ctx)
+    assert compute_loss(ctx, training=False).ndim == 0
+    ctx.loss_fn = None
+    with pytest.raises(RuntimeError, match="No loss function"):
+        compute_loss(ctx)
+
+
+def test_predict_batch_prefers_predict_method() -> None:
+    class WithPredict(nn.Linear):
+        def predict(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(len(x), 7)
+
+    ctx = luz.Context(accelerator=luz.Accelerator(cpu=True))
+    ctx.model = WithPredict(2, 1)
+    ctx.batch = (torch.ones(4, 2),)
+    assert predict_batch(ctx).shape == (4, 7)
+    ctx.model = nn.Linear(2, 1)
+    assert predict_batch(ctx).shape == (4, 1)
+
+
+def test_train_step_order_and_zero_grad() -> None:
+    # per optimizer: forward, loss, backward, step, zero_grad; then the next optimizer
+    events: list[str] = []
+
+    class Two(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(2, 1), nn.Linear(2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            events.append("forward")
+            return self.a(x) + self.b(x)
+
+        def set_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+            return {"a": torch.optim.SGD(self.a.parameters(), lr=0.1), "b": torch.optim.SGD(self.b.parameters(), lr=0.1)}
+
+    def note(name: str) -> Any:
+        def hook(ctx: luz.Context) -> None:
+            events.append(f"{name}:{ctx.opt_name}")
+            if name == "after_step":
+                assert all(p.grad is None for p in ctx.opt.param_groups[0]["params"])
+            if name == "before_step":
+                assert all(p.grad is not None for p in ctx.opt.param_groups[0]["params"])
+                assert ctx.loss_grad is not None and ctx.loss_grad.requires_grad
+                assert not ctx.loss[ctx.opt_name].requires_grad
+
+        return hook
+
+    cb = luz.callback(
+        on_train_batch_after_loss=note("after_loss"),
+        on_train_batch_before_step=note("before_step"),
+        on_train_batch_after_step=note("after_step"),
+    )
+    luz.setup(Two, loss=nn.MSELoss()).fit(
+        (torch.ones(4, 2), torch.ones(4, 1)), epochs=1, callbacks=cb, dataloader_options={"batch_size": 4}, verbose=False
+    )
+    assert events == [
+        "forward", "after_loss:a", "before_step:a", "after_step:a",
+        "forward", "after_loss:b", "before_step:b", "after_step:b",
+    ]  # fmt: skip
+
+
+def test_validation_runs_without_grad_in_eval_mode() -> None:
+    seen: list[tuple[bool, bool]] = []
+
+    class Spy(nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append((torch.is_grad_enabled(), self.training))
+            return super().forward(x)
+
+    luz.setup(Spy, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_hparams(
+        in_features=2, out_features=1
+    ).set_opt_hparams(lr=0.1).fit(
+        (torch.ones(4, 2), torch.ones(4, 1)),
+        epochs=1,
+        valid_data=(torch.ones(4, 2), torch.ones(4, 1)),
+        dataloader_options={"batch_size": 4},
+        verbose=False,
+    )
+    assert seen == [(True, True), (False, False)]
