@@ -23,7 +23,7 @@ def test_every_field_is_documented() -> None:
 
     source = inspect.getsource(luz.Context)
     for name, _ in luz.Context.__annotations__.items():
-        assert f'    {name}:' in source
+        assert f"    {name}:" in source
     props = [n for n, v in vars(luz.Context).items() if isinstance(v, property)]
     assert {"device", "model", "optimizers", "opt", "opt_name", "iter", "records"} <= set(props)
     for name in props:
@@ -73,9 +73,9 @@ def test_optimizers_validation_and_fallbacks() -> None:
         ctx.optimizers = {1: opt}
     with pytest.raises(TypeError, match="names must be non-empty strings"):
         ctx.optimizers = {"": opt}
-    with pytest.raises(TypeError, match="torch.optim.Optimizer"):
+    with pytest.raises(TypeError, match=r"torch\.optim\.Optimizer"):
         ctx.optimizers = {"a": "adam"}
-    with pytest.raises(TypeError, match="torch.optim.Optimizer"):
+    with pytest.raises(TypeError, match=r"torch\.optim\.Optimizer"):
         ctx.optimizers = [opt]
     with pytest.raises(ValueError, match="empty"):
         ctx.optimizers = {}
@@ -171,7 +171,9 @@ def test_call_callbacks_names() -> None:
     ctx = make_ctx()
     hits: list[str] = []
     ctx.callbacks = [
-        luz.callback(on_epoch_end=lambda c: hits.append("end"), on_custom_thing=lambda c: hits.append("custom"))
+        luz.callback(
+            on_epoch_end=lambda c: hits.append("end"), on_custom_thing=lambda c: hits.append("custom")
+        )
     ]
     ctx.call_callbacks("on_epoch_end")
     ctx.call_callbacks("on_custom_thing")
@@ -191,7 +193,7 @@ def test_callbacks_are_sorted_and_bound() -> None:
     assert early.ctx is ctx
     ctx.clean()
     assert early.ctx is None and ctx.callbacks == []
-    with pytest.raises(TypeError, match="luz.Callback instances"):
+    with pytest.raises(TypeError, match=r"luz\.Callback instances"):
         ctx.callbacks = [object()]  # type: ignore[list-item]
 
 

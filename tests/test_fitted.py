@@ -133,7 +133,11 @@ def test_predict_nested_outputs_are_stacked(data: Any) -> None:
             return nn.functional.mse_loss(pred[0], target)
 
     x, y = data
-    fitted = luz.setup(Pair, optimizer=torch.optim.SGD).set_opt_hparams(lr=0.01).fit((x, y), epochs=1, verbose=False)
+    fitted = (
+        luz.setup(Pair, optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.01)
+        .fit((x, y), epochs=1, verbose=False)
+    )
     single, parts = fitted.predict(x, verbose=False)
     assert single.shape == (100, 1)
     assert torch.allclose(parts["double"], single * 2)
@@ -145,8 +149,10 @@ def test_predict_unstackable_outputs_suggest_stack_false(data: Any) -> None:
             return "nope"
 
     x, y = data
-    fitted = luz.setup(Strings, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.01).fit(
-        (x, y), epochs=1, verbose=False
+    fitted = (
+        luz.setup(Strings, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.01)
+        .fit((x, y), epochs=1, verbose=False)
     )
     with pytest.raises(TypeError, match="stack=False"):
         fitted.predict(x, verbose=False)

@@ -151,9 +151,7 @@ def test_stop_training_fires_early_stopping_then_fit_end() -> None:
     x, y = regression_data(64)
     rec = make_recorder()
     stop = _raiser("on_train_batch_end", 2, luz.StopTraining(), iteration=1)
-    fitted = _sgd_module().fit(
-        (x, y), epochs=5, valid_data=(x, y), callbacks=[rec, stop], verbose=False
-    )
+    fitted = _sgd_module().fit((x, y), epochs=5, valid_data=(x, y), callbacks=[rec, stop], verbose=False)
     one_epoch = expected("fit", **fit_counts(1, 2, 2, 1))[:-1]  # without on_fit_end
     partial = [
         "on_epoch_begin",
@@ -373,3 +371,23 @@ def test_no_host_sync_during_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     state["on"] = True
     torch.ones(()).item()
     assert counts == {"item": 1}
+
+
+@pytest.mark.parametrize("where", ["on_fit_begin", "on_train_batch_after_loss", "on_valid_end"])
+def test_stop_training_anywhere_in_fit(where: str) -> None:
+    x, y = regression_data(64)
+    rec = make_recorder(weight=1)
+    stop = luz.callback(**{where: lambda ctx: (_ for _ in ()).throw(luz.StopTraining())})
+    fitted = _sgd_module().fit((x, y), epochs=3, valid_data=(x, y), callbacks=[stop, rec], verbose=False)
+    assert rec.calls[-2:] == ["on_early_stopping", "on_fit_end"]
+    assert fitted.records["metrics"] == {"train": [], "valid": []}
+    assert len(fitted.records["profile"]["fit"]) == 1
+
+
+def test_keyboard_interrupt_in_fit_begin() -> None:
+    x, y = regression_data(64)
+    rec = make_recorder(weight=1)
+    interrupt = luz.callback(on_fit_begin=lambda ctx: (_ for _ in ()).throw(KeyboardInterrupt()))
+    fitted = _sgd_module().fit((x, y), epochs=3, callbacks=[interrupt, rec], verbose=False)
+    assert rec.calls == ["on_interrupt", "on_fit_end"]
+    assert fitted.records["metrics"]["train"] == []

@@ -71,7 +71,7 @@ def test_setup_metric_class_not_instantiated() -> None:
 
 
 def test_setup_rejects_non_module_class() -> None:
-    with pytest.raises(TypeError, match="nn.Module subclass"):
+    with pytest.raises(TypeError, match=r"nn\.Module subclass"):
         luz.setup(int, loss=nn.MSELoss(), optimizer=torch.optim.SGD)  # type: ignore[arg-type]
 
 
@@ -209,9 +209,9 @@ def test_valid_fraction_splits_every_sample_exactly_once() -> None:
     def grab(ctx: luz.Context) -> None:
         seen["train" if ctx.training else "valid"].append(ctx.input.clone())
 
-    luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_hparams(in_features=1).set_opt_hparams(
-        lr=0.0
-    ).fit(
+    luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_hparams(
+        in_features=1
+    ).set_opt_hparams(lr=0.0).fit(
         (x, x),
         epochs=1,
         valid_data=0.2,
@@ -237,7 +237,7 @@ def test_valid_fraction_is_reproducible_with_seed() -> None:
             (x, x),
             epochs=1,
             valid_data=0.5,
-            callbacks=[luz.callback(on_valid_batch_begin=lambda ctx: got.append(ctx.input.clone()))],
+            callbacks=[luz.callback(on_valid_batch_begin=lambda ctx, got=got: got.append(ctx.input.clone()))],
             dataloader_options={"batch_size": 5},
             verbose=False,
         )
@@ -262,7 +262,9 @@ def test_dataloader_options_are_used() -> None:
 def test_dataloader_options_with_dataloader_data_is_an_error() -> None:
     x, y = regression_data()
     with pytest.raises(ValueError, match="already a DataLoader"):
-        sgd_module().fit(luz.as_dataloader((x, y)), epochs=1, dataloader_options={"batch_size": 2}, verbose=False)
+        sgd_module().fit(
+            luz.as_dataloader((x, y)), epochs=1, dataloader_options={"batch_size": 2}, verbose=False
+        )
 
 
 def test_dataloader_options_with_dataloader_valid_data_warns() -> None:
@@ -297,9 +299,9 @@ def test_unsupported_data_type() -> None:
 
 def test_callback_class_instead_of_instance() -> None:
     x, y = regression_data()
-    with pytest.raises(TypeError, match="(?i)did you forget to instantiate"):
+    with pytest.raises(TypeError, match=r"(?i)did you forget to instantiate"):
         sgd_module().fit((x, y), epochs=1, callbacks=[luz.callbacks.Profile], verbose=False)
-    with pytest.raises(TypeError, match="(?i)did you forget to instantiate"):
+    with pytest.raises(TypeError, match=r"(?i)did you forget to instantiate"):
         sgd_module().fit((x, y), epochs=1, callbacks=luz.callbacks.Profile, verbose=False)
 
 
@@ -383,7 +385,7 @@ def test_set_optimizers_returning_junk() -> None:
             return [1, 2]
 
     x, y = regression_data()
-    with pytest.raises(TypeError, match="torch.optim.Optimizer"):
+    with pytest.raises(TypeError, match=r"torch\.optim\.Optimizer"):
         luz.setup(Junk, loss=nn.MSELoss()).fit((x, y), epochs=1, verbose=False)
 
 
@@ -450,7 +452,11 @@ def test_ctx_is_bound_in_module_methods_and_removed_after() -> None:
             loss.backward()
 
     x, y = regression_data()
-    fitted = luz.setup(Spy, optimizer=torch.optim.SGD).set_opt_hparams(lr=0.01).fit((x, y), epochs=1, verbose=False)
+    fitted = (
+        luz.setup(Spy, optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.01)
+        .fit((x, y), epochs=1, verbose=False)
+    )
     assert seen == {"forward", "loss", "backward"}
     assert "ctx" not in fitted.model.__dict__
     fitted.predict(x, verbose=False)

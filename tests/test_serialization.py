@@ -127,7 +127,7 @@ def test_json_unfriendly_hparams_fail_at_save_time(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match=r"hparams\['act'\].*ReLU"):
         luz.save(fitted, tmp_path / "m.safetensors")
     assert not (tmp_path / "m.safetensors").exists()
-    with pytest.raises(TypeError, match="luz.Fitted"):
+    with pytest.raises(TypeError, match=r"luz\.Fitted"):
         luz.save(fitted.model, tmp_path / "m.safetensors")  # type: ignore[arg-type]
 
 
@@ -157,10 +157,12 @@ def test_load_never_imports_a_module_named_by_the_file(tmp_path: Path) -> None:
         sys.path.remove(str(tmp_path))
 
 
-@pytest.mark.parametrize("class_path", ["os:system", "builtins:print", "os.path:join", "torch.nn:Linear.nope"])
+@pytest.mark.parametrize(
+    "class_path", ["os:system", "builtins:print", "os.path:join", "torch.nn:Linear.nope"]
+)
 def test_load_refuses_a_recorded_path_that_is_not_a_module_class(tmp_path: Path, class_path: str) -> None:
     _craft_model_file(tmp_path / "m.safetensors", class_path)
-    with pytest.raises(ValueError, match="nn.Module subclass|not found"):
+    with pytest.raises(ValueError, match=r"nn\.Module subclass|not found"):
         luz.load(tmp_path / "m.safetensors")
 
 

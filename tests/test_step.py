@@ -92,7 +92,10 @@ def test_train_step_order_and_zero_grad() -> None:
             return self.a(x) + self.b(x)
 
         def set_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-            return {"a": torch.optim.SGD(self.a.parameters(), lr=0.1), "b": torch.optim.SGD(self.b.parameters(), lr=0.1)}
+            return {
+                "a": torch.optim.SGD(self.a.parameters(), lr=0.1),
+                "b": torch.optim.SGD(self.b.parameters(), lr=0.1),
+            }
 
     def note(name: str) -> Any:
         def hook(ctx: luz.Context) -> None:
@@ -112,7 +115,11 @@ def test_train_step_order_and_zero_grad() -> None:
         on_train_batch_after_step=note("after_step"),
     )
     luz.setup(Two, loss=nn.MSELoss()).fit(
-        (torch.ones(4, 2), torch.ones(4, 1)), epochs=1, callbacks=cb, dataloader_options={"batch_size": 4}, verbose=False
+        (torch.ones(4, 2), torch.ones(4, 1)),
+        epochs=1,
+        callbacks=cb,
+        dataloader_options={"batch_size": 4},
+        verbose=False,
     )
     assert events == [
         "forward", "after_loss:a", "before_step:a", "after_step:a",

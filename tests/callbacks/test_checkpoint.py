@@ -90,7 +90,9 @@ def test_unknown_monitor_fails_at_the_first_epoch(tmp_path: Path) -> None:
     assert not (tmp_path / "x.pt").exists()
 
 
-def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_write_keeps_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_save = torch.save
 
     def save(obj: Any, handle: Any) -> None:
@@ -155,7 +157,12 @@ def test_keep_best_model_also_restores_the_optimizer() -> None:
         .fit(
             (x, y),
             epochs=4,
-            callbacks=[poison, luz.callback(on_epoch_end=remember), keep, luz.callback(on_fit_end=check, weight=9)],
+            callbacks=[
+                poison,
+                luz.callback(on_epoch_end=remember),
+                keep,
+                luz.callback(on_fit_end=check, weight=9),
+            ],
             verbose=False,
         )
     )

@@ -78,7 +78,7 @@ def test_num_thresholds_must_exceed_one(num_thresholds: object) -> None:
 
 
 def test_unknown_average() -> None:
-    with pytest.raises(ValueError, match="average.*'micro'.*'bogus'"):
+    with pytest.raises(ValueError, match=r"average.*'micro'.*'bogus'"):
         MulticlassAUROC(average="bogus")
 
 
@@ -129,11 +129,13 @@ def test_weighted_differs_from_macro_with_imbalance() -> None:
     target = torch.cat([torch.zeros(300), torch.ones(60), torch.full((40,), 2)]).long()
     logits = torch.randn(400, 3)
     logits[torch.arange(400), target] += torch.tensor([2.0, 0.2, 0.5])[target]
-    values = {}
+    values: dict[str, float] = {}
     for average in ("macro", "weighted"):
         metric = MulticlassAUROC(num_thresholds=500, average=average, from_logits=True)
         metric.update(logits, target)
-        values[average] = metric.compute()
+        value = metric.compute()
+        assert isinstance(value, float)
+        values[average] = value
     assert abs(values["macro"] - values["weighted"]) > 1e-3
 
 

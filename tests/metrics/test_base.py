@@ -116,7 +116,7 @@ def test_wrong_metric_type(bad: object) -> None:
 
 
 def test_setup_rejects_metric_class() -> None:
-    with pytest.raises(TypeError, match="Expected an object with.*instantiate"):
+    with pytest.raises(TypeError, match=r"Expected an object with.*instantiate"):
         luz.setup(torch.nn.Linear, loss=torch.nn.MSELoss(), optimizer=torch.optim.SGD, metrics=[MAE])
 
 

@@ -28,7 +28,11 @@ def test_accuracy_equals_sklearn(device: str) -> None:
 
 def test_accuracy_target_layouts() -> None:
     pred = torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
-    for target in (torch.tensor([1, 1, 0]), torch.tensor([[1], [1], [0]]), torch.tensor([[0, 1], [0, 1], [1, 0]])):
+    for target in (
+        torch.tensor([1, 1, 0]),
+        torch.tensor([[1], [1], [0]]),
+        torch.tensor([[0, 1], [0, 1], [1, 0]]),
+    ):
         metric = Accuracy()
         metric.update(pred, target)
         assert metric.compute() == pytest.approx(1 / 3)

@@ -132,7 +132,14 @@ def test_error_when_metric_compute_fails() -> None:
     assert "Metrics" in str(info.value) and "on_train_end" in str(info.value)
     cause = info.value.__cause__
     assert isinstance(cause, luz.MetricError)
-    for part in ("compute", "'FailC'", "FailingCompute", "iter 31 of epoch 1", "training", "error in compute!"):
+    for part in (
+        "compute",
+        "'FailC'",
+        "FailingCompute",
+        "iter 31 of epoch 1",
+        "training",
+        "error in compute!",
+    ):
         assert part in str(cause)
 
 
@@ -158,7 +165,10 @@ class TwoHeads(nn.Module):
         return self.a(x) + self.b(x)
 
     def set_optimizers(self, lr: float = 0.01) -> dict[str, torch.optim.Optimizer]:
-        return {"first": torch.optim.SGD(self.a.parameters(), lr=lr), "second": torch.optim.SGD(self.b.parameters(), lr=lr)}
+        return {
+            "first": torch.optim.SGD(self.a.parameters(), lr=lr),
+            "second": torch.optim.SGD(self.b.parameters(), lr=lr),
+        }
 
 
 def test_loss_per_optimizer_is_recorded_by_name() -> None:

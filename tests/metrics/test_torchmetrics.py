@@ -43,12 +43,12 @@ def test_to_python_conversions() -> None:
         "per_0": 1.0,
         "per_1": 2.0,
     }
-    with pytest.raises(TypeError, match="Roc.compute"):
+    with pytest.raises(TypeError, match=r"Roc\.compute"):
         to_python((torch.tensor([0.0]), torch.tensor([1.0])), "Roc")
 
 
 def test_not_a_torchmetric() -> None:
-    with pytest.raises(TypeError, match="torchmetrics.Metric"):
+    with pytest.raises(TypeError, match=r"torchmetrics\.Metric"):
         TorchMetric(object())
 
 

@@ -35,6 +35,7 @@ class Progress(Callback):
         self._pending = 0
         self._last = 0.0
         self._phase = ""
+        self._total: int | None = None
 
     @property
     def _out(self) -> IO[str]:
@@ -98,6 +99,7 @@ class Progress(Callback):
         except TypeError:
             total = None
         self._phase = phase
+        self._total = total
         self._pending = 0
         self._last = time.monotonic()
         self._bar = tqdm(
@@ -111,7 +113,7 @@ class Progress(Callback):
         )
 
     def _bar_format(self, metrics: str) -> str:
-        timing = " - ETA: {remaining}" if self._bar is None or self._bar.total else " - {rate_fmt}"
+        timing = " - ETA: {remaining}" if self._total else " - {rate_fmt}"
         escaped = metrics.replace("{", "{{").replace("}", "}}")
         return _BAR + timing + escaped
 

@@ -1,0 +1,157 @@
+"""`luz.Callback`, the `callback()` shortcut and the hook runner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import luz
+from luz.callbacks.base import CallbackRunner, check_callbacks
+from tests.conftest import Linear, regression_data
+
+
+def fit(callbacks: Any, epochs: int = 1, **kwargs: Any) -> luz.Fitted:
+    x, y = regression_data(64)
+    return (
+        luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.01)
+        .fit((x, y), epochs=epochs, callbacks=callbacks, verbose=False, **kwargs)
+    )
+
+
+class Named(luz.Callback):
+    def __init__(self, name: str, log: list[str], weight: float = 0.0) -> None:
+        self.name, self.log = name, log
+        self.weight = weight  # type: ignore[misc]
+
+    def on_epoch_end(self) -> None:
+        self.log.append(self.name)
+
+
+def test_weight_ordering_is_stable() -> None:
+    log: list[str] = []
+    callbacks = [
+        Named("a1", log, 1),
+        Named("z0", log),
+        Named("m-1", log, -1),
+        Named("y0", log),
+        luz.callback(on_epoch_end=lambda ctx: log.append("lambda-5"), weight=-5),
+        Named("b1", log, 1),
+    ]
+    fit(callbacks)
+    assert log == ["lambda-5", "m-1", "z0", "y0", "a1", "b1"]
+
+
+def test_weights_order_user_callbacks_around_defaults() -> None:
+    seen: dict[str, bool] = {}
+
+    def before(ctx: luz.Context) -> None:
+        seen["before"] = ctx.training
+
+    def after(ctx: luz.Context) -> None:
+        seen["after"] = ctx.training
+
+    # TrainValid (weight 0, a default) sets ctx.training at on_train_begin
+    fit([luz.callback(on_train_begin=after), luz.callback(on_train_begin=before, weight=-1)])
+    assert seen == {"before": False, "after": True}
+
+
+def test_hooks_run_without_grad() -> None:
+    states: list[bool] = []
+    hook = luz.callback(
+        on_train_batch_begin=lambda ctx: states.append(torch.is_grad_enabled()),
+        on_train_batch_after_loss=lambda ctx: states.append(torch.is_grad_enabled()),
+    )
+    fit(hook)
+    assert states and not any(states)
+
+
+def test_hook_error_is_wrapped_and_keeps_type() -> None:
+    class Failing(luz.Callback):
+        def on_train_batch_end(self) -> None:
+            raise ValueError("bad value")
+
+    with pytest.raises(ValueError) as info:
+        fit([Failing()])
+    error = info.value
+    assert isinstance(error, luz.CallbackError)
+    assert "Failing" in str(error) and "'on_train_batch_end'" in str(error) and "bad value" in str(error)
+    assert isinstance(error.__cause__, ValueError) and not isinstance(error.__cause__, luz.CallbackError)
+    assert str(error.__cause__) == "bad value"
+
+
+def test_hook_error_with_unusual_exception_type() -> None:
+    class NeedsArgsError(Exception):
+        def __init__(self, a: int, b: int) -> None:
+            super().__init__(f"{a}-{b}")
+
+    def hook(ctx: luz.Context) -> None:
+        raise NeedsArgsError(1, 2)
+
+    with pytest.raises(luz.CallbackError, match="1-2") as info:
+        fit(luz.callback(on_epoch_begin=hook))
+    assert isinstance(info.value.__cause__, NeedsArgsError)
+
+
+def test_stop_signals_are_not_wrapped() -> None:
+    runner = CallbackRunner([luz.callback(on_fit_end=lambda ctx: (_ for _ in ()).throw(luz.StopTraining()))])
+    for cb in runner.callbacks:
+        cb.ctx = luz.Context()
+    with pytest.raises(luz.StopTraining):
+        runner.fire("on_fit_end")
+    assert runner.has("on_fit_end") and not runner.has("on_epoch_end")
+
+
+def test_callback_shortcut_validation() -> None:
+    with pytest.raises(ValueError, match="at least one hook"):
+        luz.callback()
+    with pytest.raises(ValueError, match="not a breakpoint name"):
+        luz.callback(epoch_end=lambda ctx: None)
+    with pytest.raises(TypeError, match="must be a function"):
+        luz.callback(on_epoch_end=3)  # type: ignore[arg-type]
+    cb = luz.callback(on_epoch_end=lambda ctx: None, weight=2)
+    assert cb.weight == 2.0
+    assert "on_epoch_end" in repr(cb)
+
+
+def test_check_callbacks_messages() -> None:
+    with pytest.raises(TypeError, match="Did you forget to instantiate it\\? Pass Named\\(\\)"):
+        check_callbacks([Named])
+    with pytest.raises(TypeError, match="index 1"):
+        check_callbacks([luz.callbacks.Profile(), lambda: None])
+    with pytest.raises(TypeError, match=r"luz\.Callback instances"):
+        check_callbacks(["profile"])
+
+
+def test_context_property_outside_a_run() -> None:
+    with pytest.raises(RuntimeError, match="not attached"):
+        _ = Named("x", []).context
+    assert repr(Named("x", [])) == "Named()"
+
+
+def test_self_ctx_is_set_during_run_and_cleared_after() -> None:
+    seen: list[Any] = []
+
+    class Spy(luz.Callback):
+        def on_fit_begin(self) -> None:
+            seen.append(self.ctx)
+
+    spy = Spy()
+    fit([spy])
+    assert isinstance(seen[0], luz.Context)
+    assert spy.ctx is None
+
+
+def test_custom_breakpoint_from_a_hook() -> None:
+    fired: list[int] = []
+    fit(
+        [
+            luz.callback(on_epoch_end=lambda ctx: ctx.call_callbacks("on_my_event")),
+            luz.callback(on_my_event=lambda ctx: fired.append(ctx.epoch)),
+        ],
+        epochs=2,
+    )
+    assert fired == [1, 2]
