@@ -69,6 +69,7 @@ def checkpoint_state(ctx: Context) -> dict[str, Any]:
         "version": VERSION,
         "epoch": ctx.epoch,
         "model": ctx.model.state_dict(),
+        "grads": leftover_grads(ctx),
         "optimizers": {
             name: plain(opt.state_dict(), f"optimizer {name!r}") for name, opt in ctx.optimizers.items()
         },
@@ -76,6 +77,19 @@ def checkpoint_state(ctx: Context) -> dict[str, Any]:
         "callbacks": callbacks,
         "rng": get_rng_state(_loaders(ctx)),
     }
+
+
+def leftover_grads(ctx: Context) -> dict[str, torch.Tensor]:
+    """Gradients still held by parameters between epochs. The default step zeroes only the
+    stepped optimizer's gradients, so with several optimizers the others' gradients carry over
+    into the next batch (and epoch): they are state for an exact resume."""
+    return {name: p.grad for name, p in ctx.model.named_parameters() if p.grad is not None}
+
+
+def _restore_grads(ctx: Context, grads: dict[str, torch.Tensor]) -> None:
+    for name, param in ctx.model.named_parameters():
+        saved = grads.get(name)
+        param.grad = None if saved is None else saved.to(param.device).clone()
 
 
 def _loaders(ctx: Context) -> dict[str, Any]:
@@ -151,6 +165,7 @@ def load_checkpoint_into_context(
     state = source if isinstance(source, dict) else read_checkpoint(source)
     if restore_model_state:
         ctx.model.load_state_dict(state["model"])
+        _restore_grads(ctx, state.get("grads", {}))
     if restore_optimizer_state:
         _restore_optimizers(ctx, state["optimizers"])
     if restore_callbacks_state:

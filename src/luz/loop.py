@@ -25,8 +25,8 @@ def fit_loop(ctx: Context, step: Step) -> None:
     (``on_early_stopping`` / ``on_interrupt``, then ``on_fit_end``); other errors propagate
     without ``on_fit_end``."""
     fire = ctx.fire
-    fire("on_fit_begin")
-    try:
+    try:  # on_fit_begin too: a callback may stop training before the first epoch
+        fire("on_fit_begin")
         for epoch in range(1, ctx.max_epochs + 1):
             ctx.epoch = epoch
             _epoch_with_rollback(ctx, step)

@@ -178,7 +178,9 @@ def test_resume_after_an_exception_is_bitwise_identical(tmp_path: Path, data: st
     reference = _run(tmp_path / "reference.pt", data=data)
     assert not (tmp_path / "reference.pt").exists()  # removed after a normal end
 
-    fail = FailOnce(epoch=3, breakpoint=where, iteration={"on_train_batch_begin": 2, "on_valid_batch_end": 1}.get(where))
+    fail = FailOnce(
+        epoch=3, breakpoint=where, iteration={"on_train_batch_begin": 2, "on_valid_batch_end": 1}.get(where)
+    )
     with pytest.raises(RuntimeError, match="simulated failure at epoch 3"):
         _run(tmp_path / "state.pt", fail, data=data)
     assert read_checkpoint(tmp_path / "state.pt")["epoch"] == 2  # kept after the error
