@@ -84,7 +84,7 @@ def main() -> None:
 
     valid = fitted.records["metrics"]["valid"]
     best_epoch = min(range(len(valid)), key=lambda i: valid[i]["loss"]) + 1
-    print(f"Trained {len(valid)} epochs; kept the weights of epoch {best_epoch} (lowest validation loss)")
+    print(f"Epochs trained: {len(valid)}; kept the weights of epoch {best_epoch} (lowest validation loss)")
 
     evaluation = fitted.evaluate(test)
     print(evaluation)

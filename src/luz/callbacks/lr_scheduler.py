@@ -73,6 +73,7 @@ class LRScheduler(Callback):
         self.scheduler: Any = None
         self._resolved_name: str | None = None
         self._pending_state: dict[str, Any] | None = None
+        self._feeds_metrics = False
         # The runner finds hooks by attribute name, so expose the step under `call_on`.
         if call_on == "on_fit_begin":
             self.on_fit_begin = self._begin_and_step  # type: ignore[method-assign]
@@ -84,6 +85,7 @@ class LRScheduler(Callback):
         name = self._resolve_optimizer(ctx)
         self._resolved_name = name
         self.scheduler = self.factory(ctx.optimizers[name], *self.args, **self.kwargs)
+        self._feeds_metrics = _takes_metrics(self.scheduler)  # once: step() may run per batch
         if self._pending_state is not None:
             self.scheduler.load_state_dict(self._pending_state)
             self._pending_state = None
@@ -96,7 +98,7 @@ class LRScheduler(Callback):
         """Step the scheduler (with the monitored value for plateau schedulers)."""
         if self.scheduler is None:
             raise RuntimeError("LRScheduler.step() ran before on_fit_begin created the scheduler.")
-        if _takes_metrics(self.scheduler):
+        if self._feeds_metrics:
             self.scheduler.step(self._monitored_value(self.context))
         else:
             self.scheduler.step()
