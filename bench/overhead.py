@@ -8,6 +8,8 @@ epoch, data in memory, one thread) and tracks the mean training loss per epoch. 
 - ``luz_dataloader``: pyluz given that same DataLoader, ``verbose=False``.
 - ``luz_tensors``: pyluz given the tensors (its in-memory fast path), ``verbose=False``.
 - ``luz_progress``: pyluz on the tensors with the progress bar drawn (to a file).
+- ``luz_hooks``: ``luz_tensors`` plus a user callback with 7 empty per-batch hooks, to price a
+  callback's hooks (a callback that implements no per-batch hook costs nothing per step).
 
 Each (variant, round) runs in a fresh process; rounds interleave the variants so drift in the
 machine's speed hits all of them alike. Reported: the median time per step, ratios to both
@@ -30,7 +32,7 @@ import sys
 import time
 from typing import Any
 
-VARIANTS = ("dataloader", "floor", "luz_dataloader", "luz_tensors", "luz_progress")
+VARIANTS = ("dataloader", "floor", "luz_dataloader", "luz_tensors", "luz_progress", "luz_hooks")
 CONFIGS = {32: {"hidden": 64, "n_train": 8192}, 512: {"hidden": 1024, "n_train": 32768}}
 
 
@@ -86,22 +88,35 @@ def run_variant(variant: str, batch: int, epochs: int) -> dict[str, Any]:
             options = None
         else:
             data, valid, options = (x, y), (xv, yv), {"batch_size": batch}
+        callbacks: list[Any] = [Epochs()]
+        if variant == "luz_hooks":
+
+            class Empty(luz.Callback):
+                def on_train_batch_begin(self) -> None: ...
+                def on_train_batch_after_pred(self) -> None: ...
+                def on_train_batch_after_loss(self) -> None: ...
+                def on_train_batch_before_backward(self) -> None: ...
+                def on_train_batch_before_step(self) -> None: ...
+                def on_train_batch_after_step(self) -> None: ...
+                def on_train_batch_end(self) -> None: ...
+
+            callbacks.append(Empty())
         verbose = variant == "luz_progress"  # the bar goes to stderr: the parent discards it
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         fitted = module.fit(
             data,
             epochs=epochs,
             valid_data=valid,
             verbose=verbose,
-            callbacks=[Epochs()],
+            callbacks=callbacks,
             dataloader_options=options,
         )
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         model = fitted.model
     else:
         model = make_model(cfg["hidden"])
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         if variant == "dataloader":
             train_dl = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True, drop_last=True)
             valid_dl = DataLoader(TensorDataset(xv, yv), batch_size=batch)
@@ -131,7 +146,7 @@ def run_variant(variant: str, batch: int, epochs: int) -> dict[str, Any]:
                 for xb, yb in vbatches:
                     vtotal += F.cross_entropy(model(xb), yb)
             _ = vtotal.item()
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
 
     with torch.no_grad():
         model.eval()
@@ -140,6 +155,7 @@ def run_variant(variant: str, batch: int, epochs: int) -> dict[str, Any]:
         "variant": variant,
         "batch": batch,
         "sec_per_step": elapsed / steps,
+        "cpu_sec_per_step": cpu / steps,
         "first_loss": losses[0],
         "last_loss": losses[-1],
         "valid_accuracy": accuracy,
@@ -202,6 +218,7 @@ def main() -> None:
                 out = done.stdout
                 results[variant].append(json.loads(out.strip().splitlines()[-1]))
         report(batch, results)
+        report(batch, results, key="cpu_sec_per_step")
     times = import_time()
     print(
         f"\nimport torch: {times['torch']:.3f} s; import luz: {times['luz']:.3f} s "
@@ -209,10 +226,11 @@ def main() -> None:
     )
 
 
-def report(batch: int, results: dict[str, list[dict[str, Any]]]) -> None:
-    medians = {v: statistics.median(r["sec_per_step"] for r in runs) for v, runs in results.items()}
+def report(batch: int, results: dict[str, list[dict[str, Any]]], key: str = "sec_per_step") -> None:
+    medians = {v: statistics.median(r[key] for r in runs) for v, runs in results.items()}
     base, floor = medians["dataloader"], medians["floor"]
-    print(f"\nbatch {batch} (median of {len(results['dataloader'])} rounds)")
+    clock = "wall-clock" if key == "sec_per_step" else "CPU time of the process"
+    print(f"\nbatch {batch}, {clock} (median of {len(results['dataloader'])} rounds)")
     print(f"{'variant':<16}{'ms/step':>9}{'vs loop':>9}{'vs floor':>10}{'peak MB':>9}  trained")
     for variant, runs in results.items():
         trained = all(r["last_loss"] < r["first_loss"] and r["valid_accuracy"] > 0.2 for r in runs)

@@ -18,6 +18,7 @@ Run:  python examples/diabetes_regression.py                  (about 15 s on 2 C
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import tempfile
 from pathlib import Path
 
@@ -109,22 +110,26 @@ def main() -> None:
 
     # 2. Fit with a one-cycle schedule peaking there, stepped after every batch.
     steps_per_epoch = len(train[0]) // args.batch_size  # training loaders drop the last partial batch
+    callbacks: list[luz.Callback] = [
+        luz.callbacks.LRScheduler(
+            torch.optim.lr_scheduler.OneCycleLR,
+            max_lr=max_lr,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            call_on="on_train_batch_end",
+        ),
+        luz.callbacks.CSVLogger(logdir / "metrics.csv"),
+    ]
+    if importlib.util.find_spec("tensorboard") is not None:
+        callbacks.append(luz.callbacks.TensorBoard(logdir / "tensorboard"))
+    else:
+        print("tensorboard is not installed (pip install tensorboard): skipping TensorBoard logs")
     fitted = module.set_opt_hparams(lr=max_lr).fit(
         train,
         epochs=epochs,
         valid_data=valid,
         dataloader_options=options,
-        callbacks=[
-            luz.callbacks.LRScheduler(
-                torch.optim.lr_scheduler.OneCycleLR,
-                max_lr=max_lr,
-                epochs=epochs,
-                steps_per_epoch=steps_per_epoch,
-                call_on="on_train_batch_end",
-            ),
-            luz.callbacks.CSVLogger(logdir / "metrics.csv"),
-            luz.callbacks.TensorBoard(logdir / "tensorboard"),
-        ],
+        callbacks=callbacks,
         verbose=False,
     )
     print(fitted)
@@ -132,7 +137,7 @@ def main() -> None:
     figure.savefig(logdir / "metrics.png", dpi=80)
     plt.close(figure)
     csv_rows = (logdir / "metrics.csv").read_text().count("\n") - 1
-    print(f"Logs in {logdir}: metrics.csv ({csv_rows} rows), tensorboard/, metrics.png, lr_finder.png")
+    print(f"Logs in {logdir}: metrics.csv ({csv_rows} rows), metrics.png, lr_finder.png, tensorboard/")
 
     # 3. Test errors, back in the target's units (a disease-progression score).
     metrics = fitted.evaluate(test, dataloader_options=options).records["metrics"]["valid"][-1]

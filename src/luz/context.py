@@ -61,13 +61,15 @@ class Context:
     batch: Any
     """The current batch as the loader produced it (moved to ``device``)."""
     pred: Any
-    """The last prediction; in predict, the list of per-batch predictions so far."""
+    """The last prediction (``None`` after each training batch: its graph is not kept); in
+    predict, the list of per-batch predictions so far."""
     loss_fn: Callable[..., torch.Tensor] | None
     """The loss callable ``(pred, target) -> scalar``; callbacks may replace it."""
     loss: dict[str, torch.Tensor]
     """Detached loss of the current batch, keyed by optimizer name."""
     loss_grad: torch.Tensor | None
-    """The current training loss with its graph; callbacks may replace it before backward."""
+    """The current training loss with its graph; callbacks may replace it before backward.
+    ``None`` after each training batch."""
     step_opt: Callable[[torch.optim.Optimizer], None]
     """Steps an optimizer; mixed precision replaces it with a grad-scaler step."""
     backward: Callable[[torch.Tensor], None] | None
@@ -251,7 +253,10 @@ class Context:
     @property
     def input(self) -> Any:
         """The first element of ``batch``; setting it replaces that element."""
-        return self.batch[0]
+        batch = self.batch
+        if isinstance(batch, Mapping | torch.Tensor):
+            raise _structure_error(batch)
+        return batch[0]
 
     @input.setter
     def input(self, value: Any) -> None:
@@ -261,6 +266,8 @@ class Context:
     def target(self) -> Any:
         """The second element of ``batch`` (``None`` if the batch has one element)."""
         batch = self.batch
+        if isinstance(batch, Mapping | torch.Tensor):
+            raise _structure_error(batch)
         return batch[1] if len(batch) > 1 else None
 
     @target.setter
@@ -417,6 +424,25 @@ def normalize_optimizers(value: object) -> dict[str, torch.optim.Optimizer]:
     if not result:
         raise ValueError("The dict of optimizers is empty: return at least one optimizer.")
     return result
+
+
+def _structure_error(batch: Mapping[Any, Any] | torch.Tensor) -> TypeError:
+    if isinstance(batch, torch.Tensor):
+        got = f"a bare tensor of shape {tuple(batch.shape)}"
+        fix = (
+            "pass the tensors to fit directly (`fit((x, y))`, or `fit(x)` for `(x,)` batches), or "
+            "make your Dataset return `(input, target)` tuples"
+        )
+    else:
+        got = f"a {type(batch).__name__} with keys {list(batch)[:8]}"
+        fix = (
+            "make your Dataset return `(input, target)` tuples (a dict input goes first: "
+            "`({'a': a, 'b': b}, y)` calls `model(a=a, b=b)`), or define a custom `step()` that "
+            "reads `ctx.batch`"
+        )
+    return TypeError(
+        f"luz expects each batch to be a tuple/list `(input, target, ...)`, got {got}. To fix: {fix}."
+    )
 
 
 def _replace(batch: Any, index: int, value: Any) -> Any:

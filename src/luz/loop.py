@@ -75,6 +75,8 @@ def _train(ctx: Context, step: Step) -> None:
         fire("on_train_batch_begin")
         step()
         fire("on_train_batch_end")
+        # Let the batch's autograd graph go now, not when the next batch overwrites them.
+        ctx.pred = ctx.loss_grad = None
     if iteration == 0:
         raise ValueError(
             "The training data produced no batches. With the default drop_last=True a dataset "

@@ -87,7 +87,8 @@ def lr_finder(
         module: a `LuzModule` with a single optimizer.
         data: training data, as for ``fit``.
         steps: number of batches (one record each).
-        start_lr, end_lr: the range of learning rates.
+        start_lr: the first (lowest) learning rate.
+        end_lr: the last (highest) learning rate.
         log_spaced_intervals: log-spaced rates, or luz's recurrence (see `lr_schedule`).
         verbose: show a progress bar; ``None``: when attached to a terminal or notebook.
         **fit_kwargs: passed to ``fit`` (e.g. ``dataloader_options``; ``callbacks`` run after

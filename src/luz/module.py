@@ -200,7 +200,9 @@ class LuzModule:
                     f"{type(model).__name__} has no parameters, so there is nothing to optimise. "
                     "Check the module's __init__ registers its layers as attributes."
                 )
-            return normalize_optimizers(self.optimizer(params, **self.opt_hparams))
+            optimizers = normalize_optimizers(self.optimizer(params, **self.opt_hparams))
+            _check_optimizer_params(model, optimizers)  # a factory may ignore `params`
+            return optimizers
         set_optimizers = getattr(model, "set_optimizers", None)
         if not callable(set_optimizers):
             raise ValueError(
@@ -314,6 +316,8 @@ def _check_optimizer_params(model: nn.Module, optimizers: Mapping[str, torch.opt
         for group in opt.param_groups:
             if any(id(p) not in own for p in group["params"]):
                 raise ValueError(
-                    f"Optimizer {name!r} holds parameters that are not the model's. Build it in "
-                    "set_optimizers() from self.parameters() (or a submodule's parameters)."
+                    f"Optimizer {name!r} holds parameters that are not the model's, so training "
+                    "would not change the model. Build it from the parameters luz passes to "
+                    "`optimizer=`, or in set_optimizers() from self.parameters() (or a "
+                    "submodule's parameters)."
                 )

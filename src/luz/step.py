@@ -6,10 +6,14 @@ public so a custom step can reuse them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+from luz._errors import rewrap
+from luz.events import SkipEpoch, StopTraining
 
 if TYPE_CHECKING:
     from luz.context import Context
@@ -82,13 +86,30 @@ def valid_step(ctx: Context) -> None:
 
 def compute_loss(ctx: Context, *, training: bool = True) -> torch.Tensor:
     """``ctx.loss_fn(ctx.pred, ctx.target)``, checked to be a scalar tensor (with a graph when
-    training). The checks read only metadata: no host sync."""
+    training). The checks read only metadata: no host sync.
+
+    Raises:
+        ValueError: a non-scalar loss, a training loss without a graph, a failing loss on a
+            batch without a target, or pred/target shapes that differ for an elementwise
+            regression loss (see `check_same_shape`).
+        Exception: any other error of the loss, re-raised (chained, same type) with the batch
+            index, the epoch and the shapes of pred and target.
+    """
     if ctx.loss_fn is None:
         raise RuntimeError(
             "No loss function: pass `loss=` to luz.setup(), define a `loss(pred, target)` method "
             "on the module, or define a custom `step()`."
         )
-    loss = ctx.loss_fn(ctx.pred, ctx.target)
+    pred, target = ctx.pred, ctx.target
+    loss_fn = ctx.loss_fn
+    if isinstance(loss_fn, _SAME_SHAPE_LOSSES):
+        check_same_shape(loss_fn, pred, target, ctx)
+    try:
+        loss = loss_fn(pred, target)
+    except (StopTraining, SkipEpoch):
+        raise
+    except Exception as error:
+        raise _loss_error(error, pred, target, ctx) from error
     if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
         shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
         raise ValueError(
@@ -102,6 +123,56 @@ def compute_loss(ctx: Context, *, training: bool = True) -> torch.Tensor:
             "the loss is computed from the model's output (not under torch.no_grad())."
         )
     return loss
+
+
+# Elementwise losses for which torch only warns (and broadcasts) when pred and target shapes
+# differ: (N, 1) against (N,) silently becomes an (N, N) loss. Classification losses take
+# targets of another shape by design and are not checked.
+_SAME_SHAPE_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss)
+
+
+def check_same_shape(loss_fn: nn.Module, pred: Any, target: Any, ctx: Context) -> None:
+    """Raise ``ValueError`` when an elementwise regression loss (``MSELoss``, ``L1Loss``,
+    ``SmoothL1Loss``, ``HuberLoss``) gets tensors of different shapes, which torch would
+    broadcast with only a warning. Compares shapes only: no host sync."""
+    if isinstance(pred, torch.Tensor) and isinstance(target, torch.Tensor) and pred.shape != target.shape:
+        p, t = tuple(pred.shape), tuple(target.shape)
+        raise ValueError(
+            f"{type(loss_fn).__name__} got a prediction of shape {p} and a target of shape {t} "
+            f"at batch {ctx.iter} of epoch {ctx.epoch} ({_phase(ctx)}); torch would broadcast "
+            "them into a wrong loss. Make the shapes equal: e.g. give the target the model's "
+            "output shape (`y.view(-1, 1)` for a (N, 1) output) or squeeze the output "
+            "(`out.squeeze(-1)`)."
+        )
+
+
+def describe(x: Any) -> str:
+    """A short description of a batch element for error messages: type, shape and dtype."""
+    if isinstance(x, torch.Tensor):
+        return f"a tensor of shape {tuple(x.shape)} ({str(x.dtype).removeprefix('torch.')})"
+    if isinstance(x, tuple | list):
+        parts = ", ".join(describe(e) for e in x[:4]) + (", ..." if len(x) > 4 else "")
+        return f"a {type(x).__name__} of {len(x)} [{parts}]"
+    if isinstance(x, Mapping):
+        return f"a {type(x).__name__} with keys {list(x)[:8]}"
+    return "None" if x is None else f"a {type(x).__name__}"
+
+
+def _phase(ctx: Context) -> str:
+    return "training" if ctx.training else "validation"
+
+
+def _loss_error(error: Exception, pred: Any, target: Any, ctx: Context) -> Exception:
+    where = f"at batch {ctx.iter} of epoch {ctx.epoch} ({_phase(ctx)})"
+    if target is None:
+        return ValueError(
+            f"The loss failed {where} and the batch has no target: it is {describe(ctx.batch)}. "
+            "The default step needs batches `(input, target, ...)`: pass `(x, y)` to fit (a "
+            "bare tensor gives `(x,)` batches), make your Dataset return `(input, target)` "
+            f"tuples, or define a custom `step()`. The loss said: {error}"
+        )
+    message = f"Error computing the loss {where}: pred is {describe(pred)}, target is {describe(target)}"
+    return rewrap(error, message, RuntimeError)
 
 
 def predict_batch(ctx: Context) -> Any:

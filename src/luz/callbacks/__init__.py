@@ -10,6 +10,7 @@ from luz.callbacks.lr_scheduler import LRScheduler
 from luz.callbacks.mixup import Mixup, MixupLoss, MixupTarget, mixup
 from luz.callbacks.monitor import MonitorCallback
 from luz.callbacks.resume import AutoResume, ResumeFromCheckpoint
+from luz.callbacks.terminate_on_nan import TerminateOnNaN
 from luz.reporting.loggers import CSVLogger, TensorBoard
 from luz.reporting.progress import Progress
 
@@ -33,6 +34,7 @@ __all__ = [
     "Progress",
     "ResumeFromCheckpoint",
     "TensorBoard",
+    "TerminateOnNaN",
     "TrainValid",
     "callback",
     "mixup",

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 from luz._errors import MetricError, rewrap
 from luz.callbacks.base import Callback
 from luz.metrics.base import Metric
+
+if TYPE_CHECKING:
+    from luz.context import Context
 
 
 class TrainValid(Callback):
@@ -136,14 +142,63 @@ class Profile(Callback):
 
 
 class Interrupt(Callback):
-    """Reports a Ctrl-C during `fit`: the loop catches ``KeyboardInterrupt``, fires
-    ``on_interrupt`` (this prints a note when verbose), then ``on_fit_end``, and returns the
-    model trained so far."""
+    """Turns Ctrl-C and SIGTERM during `fit` into a graceful stop.
+
+    Ctrl-C raises ``KeyboardInterrupt`` wherever it lands. SIGTERM (what job schedulers send
+    before preemption) is handled from ``on_fit_begin`` until the run ends: the handler only
+    sets a flag, and the next ``on_train_batch_end`` or ``on_valid_batch_end`` raises
+    ``KeyboardInterrupt`` (a Python bool test per batch, no sync). Either way the loop fires
+    ``on_interrupt`` once (this prints a note when verbose), then ``on_fit_end``, and `fit`
+    returns the model trained so far; `AutoResume` keeps its state file. Further SIGTERMs
+    during that wrap-up are ignored. The previous SIGTERM handler is put back when the run
+    ends, whether it returns or raises. The handler is installed only from the main thread.
+    """
+
+    def __init__(self) -> None:
+        self._ctx: Context | None = None
+        self._previous: Any = None
+        self._installed = False
+        self.terminated = False  # whether a SIGTERM arrived during the current fit
+
+    # `ctx` is reset to None when a run ends (`Context.clean`), whatever the outcome: the one
+    # place to put the previous SIGTERM handler back.
+    @property
+    def ctx(self) -> Context | None:
+        return self._ctx
+
+    @ctx.setter
+    def ctx(self, value: Context | None) -> None:
+        if value is None:
+            self._restore()
+        self._ctx = value
+
+    def on_fit_begin(self) -> None:
+        self.terminated = False
+        if threading.current_thread() is threading.main_thread() and not self._installed:
+            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+            self._installed = True
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        self.terminated = True
+
+    def _restore(self) -> None:
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._installed, self._previous = False, None
+
+    def on_train_batch_end(self) -> None:
+        if self.terminated:
+            raise KeyboardInterrupt("SIGTERM")
+
+    def on_valid_batch_end(self) -> None:
+        if self.terminated:
+            raise KeyboardInterrupt("SIGTERM")
 
     def on_interrupt(self) -> None:
         ctx = self.context
         if ctx.verbose:
+            cause = " by SIGTERM" if self.terminated else ""
             print(
-                f"Training interrupted at epoch {ctx.epoch}; returning the model trained so far.",
+                f"Training interrupted{cause} at epoch {ctx.epoch}; returning the model trained so far.",
                 file=sys.stderr,
             )

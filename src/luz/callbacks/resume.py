@@ -10,8 +10,15 @@ import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
-from luz._checkpoint import load_checkpoint_into_context, read_checkpoint, save_checkpoint
+from luz._checkpoint import (
+    all_finite,
+    checkpoint_state,
+    load_checkpoint_into_context,
+    read_checkpoint,
+    write_checkpoint,
+)
 from luz.callbacks.base import Callback
+from luz.callbacks.terminate_on_nan import BUFFER_KEY
 from luz.events import SkipEpoch
 
 
@@ -98,7 +105,9 @@ class AutoResume(Callback):
     ``on_epoch_begin``, before any data is drawn); the state is put back at the last skipped
     epoch, after the other callbacks' ``on_epoch_begin`` hooks, so nothing they did while
     skipping survives. The file is deleted when the fit ends normally or early-stops, and kept
-    when it fails with an error or is interrupted with Ctrl-C (so a re-run resumes).
+    when it fails with an error, is interrupted (Ctrl-C or SIGTERM) or was stopped by
+    `TerminateOnNaN` (so a re-run resumes). A model with NaN or infinite weights is never
+    written (a warning says so): the file keeps the last good state, and is kept at the end.
 
     On CPU with a fixed thread count, the resumed run's weights, optimizer and scheduler states,
     records and losses are bitwise identical to an uninterrupted run with the same callbacks
@@ -120,6 +129,7 @@ class AutoResume(Callback):
         self._pending: dict[str, Any] | None = None
         self._resume_epoch = 0
         self._interrupted = False
+        self._nonfinite = False
 
     def on_fit_begin(self) -> None:
         ctx = self.context
@@ -130,6 +140,7 @@ class AutoResume(Callback):
         self._pending = None
         self._resume_epoch = 0
         self._interrupted = False
+        self._nonfinite = False
         if not self.path.exists():
             return
         self._pending = read_checkpoint(self.path)
@@ -152,14 +163,26 @@ class AutoResume(Callback):
         raise SkipEpoch
 
     def on_epoch_end(self) -> None:
-        save_checkpoint(self.context, self.path)
+        ctx = self.context
+        state = checkpoint_state(ctx)
+        if not all_finite(state["model"]):
+            self._nonfinite = True
+            warnings.warn(
+                f"AutoResume: the model has NaN or infinite weights at epoch {ctx.epoch}; not "
+                f"writing {str(self.path)!r}, which keeps the last good state.",
+                UserWarning,
+                stacklevel=2,
+            )
+            return
+        write_checkpoint(state, self.path)
 
     def on_interrupt(self) -> None:
         self._interrupted = True
 
     def on_fit_end(self) -> None:
         self._pending = None
-        if not self._interrupted:
+        stopped_on_nan = BUFFER_KEY in self.context.buffers
+        if not (self._interrupted or self._nonfinite or stopped_on_nan):
             self.path.unlink(missing_ok=True)
 
     def __repr__(self) -> str:

@@ -1,0 +1,113 @@
+"""Stopping training at the first non-finite training loss, without a host sync per batch."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import torch
+
+from luz.callbacks.base import Callback
+from luz.events import StopTraining
+
+BUFFER_KEY = "terminate_on_nan"
+"""The ``ctx.buffers`` key under which `TerminateOnNaN` leaves ``{"epoch", "batch", "value"}``
+when it stops a fit (`AutoResume` then keeps its state file)."""
+
+
+class TerminateOnNaN(Callback):
+    """Stops training at the first NaN or infinite training loss.
+
+    Each training batch adds a few tiny device operations at ``on_train_batch_end`` and no
+    host sync: the index and value of the first non-finite batch (over every optimizer's loss
+    in ``ctx.loss``) are kept on the device. They are read (one sync) at the end of each
+    training phase (``on_train_end``, so validation does not run on a broken model) and, with
+    ``check_every=n``, every ``n`` batches right after the loss, before backward. When a
+    non-finite loss is found, a ``RuntimeWarning`` gives the epoch, the batch and the value,
+    and `luz.StopTraining` ends the fit gracefully (``on_early_stopping`` then ``on_fit_end``
+    run and `fit` returns). The stopped epoch is unfinished, so it leaves no records and no
+    epoch-end checkpoint: the records hold only the epochs before it.
+
+    With ``check_every=1`` the check runs before the optimizer step, so the returned weights
+    are those before the bad batch (one host sync per batch). With the default, the optimizer
+    may already have stepped on non-finite gradients: use `ModelCheckpoint`/`AutoResume`, which
+    never write non-finite weights, to keep the last good state.
+
+    Args:
+        check_every: also check every ``check_every`` training batches (``None``: only at the
+            end of each training phase).
+
+    Attributes:
+        stopped_at: ``{"epoch", "batch", "value"}`` of the first non-finite loss, or ``None``.
+
+    Example:
+        >>> import luz
+        >>> cb = luz.callbacks.TerminateOnNaN()
+        >>> # model.fit(data, callbacks=[cb])
+    """
+
+    def __init__(self, check_every: int | None = None) -> None:
+        if check_every is not None and (
+            isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1
+        ):
+            raise ValueError(f"`check_every` must be None or a positive int, got {check_every!r}.")
+        self.check_every = check_every
+        self.stopped_at: dict[str, Any] | None = None
+        self._first: torch.Tensor | None = None
+        self._value: torch.Tensor | None = None
+
+    def on_fit_begin(self) -> None:
+        self.stopped_at = None
+
+    def on_train_begin(self) -> None:
+        device = self.context.device
+        self._first = torch.zeros((), dtype=torch.int64, device=device)  # 0: none seen yet
+        self._value = torch.zeros((), dtype=torch.float32, device=device)
+
+    def on_train_batch_after_loss(self) -> None:
+        # Only with check_every: look before backward, so a bad batch never steps the weights.
+        ctx = self.context
+        if self.check_every is not None and ctx.iter % self.check_every == 0:
+            self._record(ctx.loss.get(ctx.opt_name))
+            self._check()
+
+    def on_train_batch_end(self) -> None:
+        for loss in self.context.loss.values():  # every optimizer's loss (custom steps too)
+            self._record(loss)
+
+    def _record(self, loss: object) -> None:
+        first, value = self._first, self._value
+        if first is None or value is None or not isinstance(loss, torch.Tensor):
+            return
+        loss = loss.detach().float().reshape(())
+        # The first non-finite batch's (1-based) index and value, kept on the device.
+        new = torch.isfinite(loss).logical_not_().logical_and_(first == 0)
+        self._first = torch.where(new, self.context.iter, first)
+        self._value = torch.where(new, loss, value)
+
+    def on_train_end(self) -> None:
+        self._check()
+
+    def _check(self) -> None:
+        if self._first is None or self._value is None:
+            return
+        batch = int(self._first)  # the host sync
+        if batch == 0:
+            return
+        ctx = self.context
+        value = float(self._value)
+        self.stopped_at = {"epoch": ctx.epoch, "batch": batch, "value": value}
+        ctx.buffers[BUFFER_KEY] = dict(self.stopped_at)
+        self._first = self._value = None
+        shown = "nan" if math.isnan(value) else str(value)
+        warnings.warn(
+            f"TerminateOnNaN: the training loss is {shown} at batch {batch} of epoch {ctx.epoch}; "
+            f"stopping training. The records end at epoch {ctx.epoch - 1}.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        raise StopTraining(f"non-finite training loss ({shown}) at batch {batch} of epoch {ctx.epoch}")
+
+    def __repr__(self) -> str:
+        return f"TerminateOnNaN(check_every={self.check_every})"
