@@ -48,8 +48,10 @@ def _split_docstring(source: str) -> tuple[str, str, str, str]:
         body = body[: match.start()].strip()
         run_lines = run_text.splitlines()
         indent = match.end() - match.start()
-        run = "\n".join([run_lines[0]] + [line[indent:] if line[:indent].isspace() else line.strip()
-                                          for line in run_lines[1:]])
+        run = "\n".join(
+            [run_lines[0]]
+            + [line[indent:] if line[:indent].isspace() else line.strip() for line in run_lines[1:]]
+        )
     return title, body, run.rstrip(), code
 
 
@@ -57,7 +59,7 @@ def _example_page(path: Path) -> tuple[str, str]:
     title, body, run, code = _split_docstring(path.read_text(encoding="utf-8"))
     parts = [f"# {path.stem}", "", f"**{title}.**", "", body, ""]
     if run:
-        parts += ["## Run it", "", "```bash", run, "```", ""]
+        parts += ["## Run it", "", "```text", run, "```", ""]
     parts += [f"## The code (`examples/{path.name}`)", "", "```python", code.rstrip(), "```", ""]
     return title, "\n".join(parts)
 
@@ -68,7 +70,7 @@ def _examples_index(entries: list[tuple[str, str]]) -> str:
         "",
         "Runnable end-to-end scripts in the repository's `examples/` folder. Each trains on data "
         "that ships with scikit-learn or with the repository (no download) and has a `--quick` "
-        "smoke mode. Install the extras first: `pip install -e \".[examples]\"`.",
+        'smoke mode. Install the extras first: `pip install -e ".[examples]"`.',
         "",
         "| Example | What it shows |",
         "|---|---|",
@@ -121,7 +123,7 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
         if tree_block(markdown) != BREAKPOINT_TREE:
             raise PluginError(
                 "docs/index.md: the text block after <!-- breakpoint-tree --> must equal "
-                "luz.events.BREAKPOINT_TREE; copy it from `python -c \"import luz.events as e; "
+                'luz.events.BREAKPOINT_TREE; copy it from `python -c "import luz.events as e; '
                 "print(e.BREAKPOINT_TREE, end='')\"`."
             )
     return markdown

@@ -53,7 +53,7 @@ class Vocabulary:
         return len(self.chars)
 
 
-class CharWindows(Dataset):
+class CharWindows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Windows of ``block_size + 1`` characters every ``stride`` characters; item: (input, target),
     the target being the input shifted by one character."""
 

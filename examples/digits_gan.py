@@ -79,13 +79,17 @@ class DCGAN(nn.Module):
     """A generator and a discriminator trained against each other. No ``forward``: luz passes
     the real images through unchanged as ``ctx.pred``."""
 
+    ctx: luz.Context  # set by luz while it fits, evaluates or predicts
+
     def __init__(self, latent_dim: int = 16) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.generator = Generator(latent_dim)
         self.discriminator = Discriminator()
 
-    def set_optimizers(self, lr: float = 2e-3, betas: tuple[float, float] = (0.5, 0.999)) -> dict:
+    def set_optimizers(
+        self, lr: float = 2e-3, betas: tuple[float, float] = (0.5, 0.999)
+    ) -> dict[str, torch.optim.Optimizer]:
         # The order matters: luz steps the optimizers in dict order for each batch.
         return {
             "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas),

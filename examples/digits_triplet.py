@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 import luz
 
 
-class TripletDigits(Dataset):
+class TripletDigits(Dataset[tuple[tuple[torch.Tensor, ...], torch.Tensor]]):
     """Item ``i``: ``((anchor, positive, negative), empty target)``, anchor = image ``i``.
 
     The positive and the negative are drawn at random on each access, so every epoch sees new
@@ -112,7 +112,7 @@ def main() -> None:
     test_triplets = TripletDigits(x_test, y_test, seed=0)
 
     module = luz.setup(TripletNet, optimizer=torch.optim.Adam).set_opt_hparams(lr=1e-3)
-    untrained = ranked_correctly(module.build_model().predict(x_test).detach(), test_triplets)
+    untrained = ranked_correctly(TripletNet().predict(x_test).detach(), test_triplets)
     fitted = module.fit(
         TripletDigits(x_train, y_train),
         epochs=1 if args.quick else args.epochs,

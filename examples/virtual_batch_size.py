@@ -28,6 +28,8 @@ import luz
 class VirtualBatchNet(nn.Module):
     """A small CNN whose ``step`` accumulates gradients over ``virtual_batches`` batches."""
 
+    ctx: luz.Context  # set by luz while it fits, evaluates or predicts
+
     def __init__(self, virtual_batches: int = 4) -> None:
         super().__init__()
         self.k = virtual_batches
