@@ -6,7 +6,7 @@ optimizer and the loader through ``Accelerator().prepare(...)``; the batches the
 chosen device (CUDA, MPS or CPU) and the rest of the loop is unchanged PyTorch. Prints the loss
 per epoch and the test accuracy. Data: scikit-learn's bundled 8x8 digits (no download).
 
-Run:  python examples/accelerator_loop.py            (about 10 s on 2 CPU cores)
+Run:  python examples/accelerator_loop.py            (about 5 s on 2 CPU cores)
       python examples/accelerator_loop.py --quick    (a smoke run: 1 epoch)
 """
 

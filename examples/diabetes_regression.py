@@ -8,7 +8,7 @@ per metric) saved as a PNG. The target is standardised for training; test errors
 in the original units next to the error of always predicting the training mean. Data:
 scikit-learn's bundled diabetes table (442 patients, 10 features; no download).
 
-Run:  python examples/diabetes_regression.py                  (about 15 s on 2 CPU cores)
+Run:  python examples/diabetes_regression.py                  (about 10 s on 2 CPU cores)
       python examples/diabetes_regression.py --quick          (a smoke run: 1 epoch)
       python examples/diabetes_regression.py --logdir logs    (where logs and plots go;
                                                                default: a new temp dir)

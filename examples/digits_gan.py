@@ -9,7 +9,7 @@ matplotlib at the end of training (from ``ctx.model`` on ``ctx.device``) and sav
 Prints the final losses and how a logistic-regression digit classifier, trained on real digits,
 reads the generated ones. Data: scikit-learn's bundled 8x8 digits (no download).
 
-Run:  python examples/digits_gan.py                (about 60 s on 2 CPU cores)
+Run:  python examples/digits_gan.py                (about 45 s on 2 CPU cores)
       python examples/digits_gan.py --quick        (a smoke run: 1 epoch on 256 images)
       python examples/digits_gan.py --out gan.png  (where to save the grid; default: temp dir)
 """

@@ -8,7 +8,7 @@ method makes ``fitted.predict(images)`` return embeddings. Prints the fraction o
 triplets ranked correctly (anchor closer to the positive than to the negative) before and after
 training. Data: scikit-learn's bundled 8x8 digits (no download).
 
-Run:  python examples/digits_triplet.py            (about 20 s on 2 CPU cores)
+Run:  python examples/digits_triplet.py            (about 15 s on 2 CPU cores)
       python examples/digits_triplet.py --quick    (a smoke run: 1 epoch)
 """
 

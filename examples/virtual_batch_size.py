@@ -8,7 +8,7 @@ loss by ``k`` and steps the optimizer (then zeroes the gradients) every ``k``-th
 so batches of 8 train like batches of ``8 * k``. Prints the validation and test accuracy. Data:
 scikit-learn's bundled 8x8 digits (no download).
 
-Run:  python examples/virtual_batch_size.py            (about 30 s on 2 CPU cores)
+Run:  python examples/virtual_batch_size.py            (about 10 s on 2 CPU cores)
       python examples/virtual_batch_size.py --quick    (a smoke run: 1 epoch)
 """
 

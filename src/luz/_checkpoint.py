@@ -55,7 +55,11 @@ def stateful_callbacks(ctx: Context) -> list[tuple[int, Any]]:
 
 def checkpoint_state(ctx: Context) -> dict[str, Any]:
     """The full state of a fit after ``ctx.epoch``: model, optimizers, records, callback
-    states (keyed by class name and position) and every random stream."""
+    states (keyed by class name and position) and every random stream.
+
+    In a distributed fit every rank must call it (it gathers each rank's random streams and
+    adds them under ``"distributed"``, with the training sampler's seed).
+    """
     callbacks = [
         {
             "class": type(cb).__qualname__,
@@ -76,7 +80,40 @@ def checkpoint_state(ctx: Context) -> dict[str, Any]:
         "records": plain(ctx.records, "ctx.records"),
         "callbacks": callbacks,
         "rng": get_rng_state(_loaders(ctx)),
+        **_distributed_state(ctx),
     }
+
+
+def _distributed_state(ctx: Context) -> dict[str, Any]:
+    if not ctx.distributed:
+        return {}
+    from luz._distributed import gather_objects
+    from luz._sharding import distributed_sampler
+
+    sampler = distributed_sampler(ctx.train_data)
+    return {
+        "distributed": {
+            "world_size": ctx.accelerator.world_size if ctx.accelerator is not None else 1,
+            "rng": gather_objects(get_rng_state(_loaders(ctx))),
+            "sampler_seed": None if sampler is None else int(sampler.seed),
+        }
+    }
+
+
+def _restore_rng(ctx: Context, state: dict[str, Any]) -> None:
+    # Each rank takes back its own streams when the world size is unchanged; otherwise (or in
+    # one process) rank 0's.
+    saved = state.get("distributed")
+    rng = state["rng"]
+    if saved is not None and ctx.distributed and ctx.accelerator is not None:
+        if saved["world_size"] == ctx.accelerator.world_size:
+            rng = saved["rng"][ctx.accelerator.rank]
+        from luz._sharding import distributed_sampler
+
+        sampler = distributed_sampler(ctx.train_data)
+        if sampler is not None and saved["sampler_seed"] is not None:
+            sampler.seed = int(saved["sampler_seed"])
+    set_rng_state(rng, _loaders(ctx))
 
 
 def leftover_grads(ctx: Context) -> dict[str, torch.Tensor]:
@@ -103,8 +140,13 @@ def write_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Non
 
 
 def save_checkpoint(ctx: Context, path: str | os.PathLike[str]) -> None:
-    """Write the full state of the running fit to ``path`` atomically. Consumes no randomness."""
-    write_checkpoint(checkpoint_state(ctx), path)
+    """Write the full state of the running fit to ``path`` atomically. Consumes no randomness.
+
+    In a distributed fit every rank calls it and rank 0 writes.
+    """
+    state = checkpoint_state(ctx)
+    if ctx.accelerator is None or ctx.accelerator.is_main_process:
+        write_checkpoint(state, path)
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -173,7 +215,7 @@ def load_checkpoint_into_context(
     if restore_records:
         ctx.unsafe_set_records(state["records"])
     if restore_rng:
-        set_rng_state(state["rng"], _loaders(ctx))
+        _restore_rng(ctx, state)
     return state
 
 

@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from luz.accelerator import Accelerator
+from luz._distributed import gather_objects, sync_random_state, to_cpu
+from luz._sharding import distribute_train_loader, shard_eval_loader, unshard
+from luz.accelerator import Accelerator, move_to_device
 from luz.callbacks.base import Callback
 from luz.callbacks.defaults import Interrupt, Metrics, Profile, TrainValid
+from luz.callbacks.distributed import DistributedSync
 from luz.context import Context
 from luz.data import eval_loader, split_valid, training_loader
 from luz.loop import evaluate_loop, fit_loop, predict_loop
@@ -83,8 +86,9 @@ def resolve_step(model: nn.Module, ctx: Context) -> Callable[[], None]:
 def _new_context(verbose: bool | None, accelerator: Accelerator | None, callbacks: list[Any]) -> Context:
     if accelerator is not None and not isinstance(accelerator, Accelerator):
         raise TypeError(f"`accelerator` must be a luz.Accelerator, got {type(accelerator).__name__}.")
+    acc = accelerator or Accelerator()
     show = default_verbose() if verbose is None else bool(verbose)
-    ctx = Context(verbose=show, accelerator=accelerator or Accelerator())
+    ctx = Context(verbose=show and acc.is_main_process, accelerator=acc)  # distributed: rank 0 prints
     ctx.callbacks = callbacks
     if ctx.device.type == "mps" and "PYTORCH_ENABLE_MPS_FALLBACK" not in os.environ:
         warnings.warn(
@@ -116,20 +120,27 @@ def run_fit(
     defaults = [Profile(), TrainValid(), Metrics(), Progress(), Interrupt()]
     ctx = _new_context(verbose, accelerator, [*defaults, *as_callback_list(callbacks)])
     try:  # clean up (unbind model and callbacks) whether setting up or training fails
+        acc = ctx.accelerator
+        assert acc is not None
+        if acc.distributed:
+            # Every rank starts from rank 0's random state: same split, sampler seed, init.
+            sync_random_state()
+            ctx.callbacks = [DistributedSync(), *ctx.callbacks]
         if isinstance(valid_data, numbers.Number):
             data, valid_data = split_valid(data, valid_data)  # type: ignore[arg-type]
         train_dl = training_loader(data, dataloader_options)
         valid_dl = (
             None if valid_data is None else eval_loader(valid_data, dataloader_options, role="validation")
         )
+        if acc.distributed:
+            train_dl, valid_dl = _distribute_loaders(acc, train_dl, valid_dl)
 
-        acc = ctx.accelerator
-        assert acc is not None
         model = acc.prepare(module.build_model())
         if compile_options is not None:
             model.compile(**compile_options)  # compiles __call__ in place: same class, same keys
         ctx.hparams, ctx.opt_hparams = dict(module.hparams), dict(module.opt_hparams)
         ctx.model = model
+        ctx.forward_model = acc.wrap_for_training(model)  # DDP when distributed
         ctx.optimizers = module.build_optimizers(model)
         loss_fn = module.loss_fn(model)
         ctx.loss_fn = loss_fn.to(acc.device) if isinstance(loss_fn, nn.Module) else loss_fn
@@ -152,6 +163,18 @@ def run_fit(
         ctx.clean()
 
 
+def _distribute_loaders(acc: Accelerator, train_dl: Any, valid_dl: Any) -> tuple[Any, Any]:
+    # The sampler seed derives from the global RNG state (rank 0's on every rank here), read
+    # through a copy so the global stream is not advanced: the same on all ranks, reproducible
+    # from torch.manual_seed, and the model is initialised as in a single-process run.
+    peek = torch.Generator()
+    peek.set_state(torch.get_rng_state())
+    seed = int(torch.randint(0, 2**31 - 1, (), generator=peek).item())
+    train = distribute_train_loader(train_dl, rank=acc.rank, world=acc.world_size, seed=seed)
+    valid = None if valid_dl is None else shard_eval_loader(valid_dl, rank=acc.rank, world=acc.world_size)
+    return train, valid
+
+
 def run_predict(
     fitted: Fitted,
     newdata: Any,
@@ -166,14 +189,20 @@ def run_predict(
     ctx = _new_context(verbose, accelerator, [Progress(), Interrupt(), *as_callback_list(callbacks)])
     assert ctx.accelerator is not None
     try:
+        acc = ctx.accelerator
         loader = eval_loader(newdata, dataloader_options, role="prediction")
-        model = ctx.accelerator.prepare(fitted.model)
+        if acc.distributed:
+            loader = shard_eval_loader(loader, rank=acc.rank, world=acc.world_size)
+        model = acc.prepare(fitted.model)
         model.eval()
         ctx.model = model
         ctx.training = False
         ctx.hparams, ctx.opt_hparams = dict(fitted.hparams), dict(fitted.opt_hparams)
-        ctx.data = ctx.accelerator.prepare(loader)
+        ctx.data = acc.prepare(loader)
         predictions = predict_loop(ctx)
+        if acc.distributed:  # every rank gets all predictions, in the original order
+            ordered = unshard(gather_objects(to_cpu(predictions)))
+            predictions = [move_to_device(p, acc.device) for p in ordered]
     finally:
         ctx.clean()
     return stack_predictions(predictions) if stack else predictions
@@ -215,6 +244,8 @@ def run_evaluate(
     assert ctx.accelerator is not None
     try:  # clean up (unbind the model) whether setting up or evaluating fails
         loader = eval_loader(data, dataloader_options, role="evaluation")
+        if ctx.accelerator.distributed:
+            loader = shard_eval_loader(loader, rank=ctx.accelerator.rank, world=ctx.accelerator.world_size)
         module = fitted.module
         model = ctx.accelerator.prepare(fitted.model)
         model.eval()

@@ -5,10 +5,16 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import timedelta
 from typing import Any
 
 import torch
 from torch import nn
+
+from luz import _distributed
+
+DEFAULT_TIMEOUT = timedelta(minutes=30)
+"""The collective timeout of a process group luz creates (PyTorch's Gloo default)."""
 
 
 def mps_usable() -> bool:
@@ -62,10 +68,18 @@ class Accelerator:
     Args:
         device_placement: move modules to the device in ``prepare``.
         cpu: force the CPU.
-        cuda_index: which CUDA device (default: the current one).
+        cuda_index: which CUDA device (default: the current one; ``LOCAL_RANK`` under torchrun).
+        distributed: train with ``DistributedDataParallel`` across the processes started by
+            ``torchrun``. ``None`` (default): when the environment has ``WORLD_SIZE > 1`` with
+            ``RANK`` and ``LOCAL_RANK`` set, or a process group of more than one process exists.
+        timeout: the process group's collective timeout (seconds or a ``timedelta``) when luz
+            creates the group: a rank whose peers died stops waiting after it.
+        ddp_options: keyword arguments for ``DistributedDataParallel`` (e.g.
+            ``{"find_unused_parameters": True}``).
 
-    The device is CUDA if available, else MPS (Apple silicon), else CPU. Usable on its own in a
-    hand-written loop.
+    The device is CUDA if available, else MPS (Apple silicon), else CPU; a distributed process
+    uses ``cuda:LOCAL_RANK`` (NCCL) or the CPU (Gloo). Distributed mode initialises the process
+    group if needed (see ``docs/distributed.md``). Usable on its own in a hand-written loop.
 
     Example:
         >>> import torch, luz
@@ -81,22 +95,73 @@ class Accelerator:
     """
 
     def __init__(
-        self, device_placement: bool = True, cpu: bool = False, cuda_index: int | None = None
+        self,
+        device_placement: bool = True,
+        cpu: bool = False,
+        cuda_index: int | None = None,
+        *,
+        distributed: bool | None = None,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+        ddp_options: dict[str, Any] | None = None,
     ) -> None:
         self.device_placement = device_placement
         self.cpu = cpu
         self.cuda_index = cuda_index
+        if distributed is None:
+            distributed = _distributed.torchrun_environment() or _distributed.world_size() > 1
+        self.distributed = bool(distributed)
+        self.ddp_options = dict(ddp_options or {})
         self.device = self._choose_device()
+        if self.distributed:
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
+            wait = timeout if isinstance(timeout, timedelta) else timedelta(seconds=float(timeout))
+            _distributed.ensure_process_group("nccl" if self.device.type == "cuda" else "gloo", wait)
 
     def _choose_device(self) -> torch.device:
         if self.cpu:
             return torch.device("cpu")
         if torch.cuda.is_available():
-            index = torch.cuda.current_device() if self.cuda_index is None else self.cuda_index
+            index = self.cuda_index
+            if index is None:
+                under_torchrun = "LOCAL_RANK" in os.environ
+                index = _distributed.local_rank() if under_torchrun else torch.cuda.current_device()
             return torch.device("cuda", index)
-        if mps_usable():
+        if mps_usable() and not self.distributed:  # MPS has no distributed backend
             return torch.device("mps")
         return torch.device("cpu")
+
+    @property
+    def rank(self) -> int:
+        """This process's rank (0 when not distributed)."""
+        return _distributed.rank() if self.distributed else 0
+
+    @property
+    def world_size(self) -> int:
+        """The number of processes training together (1 when not distributed)."""
+        return _distributed.world_size() if self.distributed else 1
+
+    @property
+    def is_main_process(self) -> bool:
+        """Whether this process prints progress and writes files (rank 0, or not distributed)."""
+        return self.rank == 0
+
+    def wrap_for_training(self, model: nn.Module) -> nn.Module:
+        """The module to run the training forward pass through: a ``DistributedDataParallel``
+        wrapper of ``model`` when distributed (gradients averaged across ranks during
+        backward), else ``model`` itself. A model without trainable parameters or without
+        ``forward`` is not wrapped."""
+        trainable = any(p.requires_grad for p in model.parameters())
+        if not (self.distributed and trainable and type(model).forward is not nn.Module.forward):
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        options = dict(self.ddp_options)
+        if self.device.type == "cuda":
+            options.setdefault("device_ids", [self.device.index])
+        wrapper = DistributedDataParallel(model, **options)
+        _distributed.track_wrapper(wrapper)
+        return wrapper
 
     def prepare(self, *objs: Any) -> Any:
         """Prepare each object for the device and return them in order.
@@ -128,4 +193,6 @@ class Accelerator:
         )
 
     def __repr__(self) -> str:
+        if self.distributed:
+            return f"Accelerator(device={self.device}, rank={self.rank}, world_size={self.world_size})"
         return f"Accelerator(device={self.device})"

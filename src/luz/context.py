@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from luz.events import StopTraining
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -86,11 +88,15 @@ class Context:
     """Keyword arguments the optimizers were built with."""
     buffers: dict[str, Any]
     """Free scratch space for callbacks."""
+    stop_requested: StopTraining | None
+    """Distributed fits: a `StopTraining` raised on this rank, held until the next agreement
+    point (after ``on_fit_begin`` and after each epoch), where every rank stops if any asked."""
 
     def __init__(self, *, verbose: bool = False, accelerator: Accelerator | None = None) -> None:
         self.verbose = verbose
         self.accelerator = accelerator
         self._model: nn.Module | None = None
+        self._forward_model: nn.Module | None = None
         self._optimizers: dict[str, torch.optim.Optimizer] = {}
         self._opt: torch.optim.Optimizer | None = None
         self._opt_name: str | None = None
@@ -118,6 +124,7 @@ class Context:
         self.hparams = {}
         self.opt_hparams = {}
         self.buffers = {}
+        self.stop_requested = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Context:
         # A deep copy of the bound model (an EMA or best-model snapshot, say) shares the run's
@@ -157,6 +164,22 @@ class Context:
             unbind_context(self._model)
         self._model = model
         bind_context(model, self)
+
+    @property
+    def forward_model(self) -> nn.Module:
+        """The module the training forward pass runs through: in a distributed fit the
+        ``DistributedDataParallel`` wrapper of ``model`` (its backward averages gradients
+        across ranks), otherwise ``model`` itself. A custom ``step`` calls this in training."""
+        return self._forward_model if self._forward_model is not None else self.model
+
+    @forward_model.setter
+    def forward_model(self, module: nn.Module | None) -> None:
+        self._forward_model = module
+
+    @property
+    def distributed(self) -> bool:
+        """Whether this run is one of several processes training together (``torchrun``)."""
+        return self.accelerator is not None and self.accelerator.distributed
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -296,14 +319,23 @@ class Context:
         from luz.events import check_breakpoint_name
 
         check_breakpoint_name(name)
-        if self._runner is not None:
-            self._runner.fire(name)
+        self.fire(name)
 
     def fire(self, name: str) -> None:
-        """Fire a breakpoint without validating the name (the loop's fast path)."""
+        """Fire a breakpoint without validating the name (the loop's fast path).
+
+        In a distributed fit a `StopTraining` from a callback is held in ``stop_requested``
+        instead of propagating, so this rank keeps pace with the others until they agree.
+        """
         runner = self._runner
-        if runner is not None:
+        if runner is None:
+            return
+        try:
             runner.fire(name)
+        except StopTraining as stop:
+            if not self.distributed:
+                raise
+            self.stop_requested = stop
 
     def log(self, what: str, set: str, value: Any, index: int | None = None, *, append: bool = True) -> None:
         """Record ``value`` at ``records[what][set]``.
@@ -376,6 +408,7 @@ class Context:
         """Drop transient state and unbind from the model once a run is over."""
         if self._model is not None:
             unbind_context(self._model)
+        self._forward_model = None  # the DDP wrapper: nothing may keep it past the run
         for cb in self._callbacks:
             cb.ctx = None
         self._callbacks = []

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from luz._distributed import any_rank
 from luz.events import SkipEpoch, StopTraining
 from luz.step import predict_batch
 
@@ -27,14 +28,27 @@ def fit_loop(ctx: Context, step: Step) -> None:
     fire = ctx.fire
     try:  # on_fit_begin too: a callback may stop training before the first epoch
         fire("on_fit_begin")
+        _agree_to_stop(ctx)
         for epoch in range(1, ctx.max_epochs + 1):
             ctx.epoch = epoch
             _epoch_with_rollback(ctx, step)
+            _agree_to_stop(ctx)
     except StopTraining:
         fire("on_early_stopping")
     except KeyboardInterrupt:
         fire("on_interrupt")
     fire("on_fit_end")
+
+
+def _agree_to_stop(ctx: Context) -> None:
+    # Distributed fits: a StopTraining from a callback was held (`Context.fire`) so that this
+    # rank kept pace with the others; here every rank learns whether any asked (one all-reduce
+    # per epoch) and all stop together.
+    if not ctx.distributed:
+        return
+    request, ctx.stop_requested = ctx.stop_requested, None
+    if any_rank(request is not None, ctx.device):
+        raise request or StopTraining("Training was stopped on another process.")
 
 
 def _epoch_with_rollback(ctx: Context, step: Step) -> None:
@@ -100,7 +114,7 @@ def _valid(ctx: Context, step: Step) -> None:
             fire("on_valid_batch_begin")
             step()
             fire("on_valid_batch_end")
-        if iteration == 0:
+        if iteration == 0 and not ctx.distributed:  # a rank's shard may be empty
             warnings.warn(
                 "The validation data produced no batches: no validation metrics are recorded for this epoch.",
                 UserWarning,

@@ -92,7 +92,8 @@ def lr_finder(
         log_spaced_intervals: log-spaced rates, or luz's recurrence (see `lr_schedule`).
         verbose: show a progress bar; ``None``: when attached to a terminal or notebook.
         **fit_kwargs: passed to ``fit`` (e.g. ``dataloader_options``; ``callbacks`` run after
-            the finder's own).
+            the finder's own). An ``accelerator`` must not be distributed: the finder always
+            runs in one process (under ``torchrun``, each process runs it on its own).
 
     Returns:
         An `LRFinderResult` with ``.lr``, ``.loss``, ``.to_frame()``, ``.plot()``,
@@ -117,6 +118,7 @@ def lr_finder(
     for key in ("epochs", "verbose"):
         if key in fit_kwargs:
             raise TypeError(f"lr_finder() sets `{key}` itself; do not pass it in fit_kwargs.")
+    fit_kwargs["accelerator"] = _single_process(fit_kwargs.get("accelerator"))
     show = default_verbose() if verbose is None else bool(verbose)
     bar = None
     if show:
@@ -135,6 +137,21 @@ def lr_finder(
             bar.close()
     losses = torch.stack(finder.losses).double().cpu().tolist() if finder.losses else []
     return LRFinderResult(finder.lrs[: len(losses)], losses)
+
+
+def _single_process(accelerator: Any) -> Any:
+    # The finder stops at an exact batch, which a distributed fit would defer to the end of
+    # the epoch (see docs/distributed.md): under torchrun each process runs it on its own.
+    from luz.accelerator import Accelerator
+
+    if accelerator is None:
+        return Accelerator(distributed=False)
+    if isinstance(accelerator, Accelerator) and accelerator.distributed:
+        raise ValueError(
+            "lr_finder() runs in one process: pass accelerator=luz.Accelerator(distributed=False) "
+            "or no accelerator (under torchrun each process then runs the finder on its own data)."
+        )
+    return accelerator
 
 
 class LRFinderResult:

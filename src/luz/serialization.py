@@ -32,6 +32,7 @@ from luz._checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from luz._distributed import is_main_process
 from luz._io import atomic_write_bytes
 from luz.fitted import Fitted
 
@@ -151,7 +152,8 @@ def save(fitted: Fitted, path: str | os.PathLike[str]) -> None:
     """Save a fitted model to one safetensors file (weights + JSON metadata), atomically.
 
     The file holds the model's ``state_dict``, the class's import path, hparams, opt_hparams,
-    records and optimizer names. Nothing is pickled.
+    records and optimizer names. Nothing is pickled. When a process group is initialised
+    (``torchrun``), only rank 0 writes; the call returns at once on the other ranks.
 
     Raises:
         TypeError: ``fitted`` is not a `luz.Fitted`, or hparams/opt_hparams/records hold values
@@ -183,7 +185,8 @@ def save(fitted: Fitted, path: str | os.PathLike[str]) -> None:
     }
     text = json.dumps(meta)
     data = safetensors_bytes(_state_tensors(fitted.model), metadata={"format": MODEL_FORMAT, "pyluz": text})
-    atomic_write_bytes(path, data)
+    if is_main_process():  # under torchrun every rank holds the same model: rank 0 writes
+        atomic_write_bytes(path, data)
 
 
 def load(path: str | os.PathLike[str], module: type[nn.Module] | LuzModule | None = None) -> Fitted:
@@ -280,12 +283,15 @@ def _build(cls: type[nn.Module], hparams: dict[str, Any]) -> nn.Module:
 
 
 def save_model_weights(fitted: Fitted, path: str | os.PathLike[str]) -> None:
-    """Save only the model's ``state_dict``, as safetensors, atomically.
+    """Save only the model's ``state_dict``, as safetensors, atomically (rank 0 only under
+    ``torchrun``).
 
     Example:
         >>> luz.save_model_weights(fitted, "weights.safetensors")  # doctest: +SKIP
     """
     fitted = _check_fitted(fitted, "save_model_weights")
+    if not is_main_process():  # under torchrun every rank holds the same model: rank 0 writes
+        return
     atomic_write_bytes(
         path, safetensors_bytes(_state_tensors(fitted.model), metadata={"format": WEIGHTS_FORMAT})
     )

@@ -47,11 +47,11 @@ def default_step(ctx: Context) -> None:
 def train_step(ctx: Context) -> None:
     """Forward, loss, backward and step for each optimizer in ``ctx.optimizers`` order.
 
-    The forward pass is re-run per optimizer; gradients of the current optimizer are zeroed
-    after its step.
+    The forward pass is re-run per optimizer, through ``ctx.forward_model`` (the DDP wrapper
+    in a distributed fit); gradients of the current optimizer are zeroed after its step.
     """
     fire = ctx.fire
-    model = ctx.model
+    model = ctx.forward_model  # the DDP wrapper in a distributed fit: it averages gradients
     for name, opt in ctx.optimizers.items():
         ctx.pred = call_model(model, ctx.input)
         fire("on_train_batch_after_pred")

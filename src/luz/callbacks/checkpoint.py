@@ -9,7 +9,7 @@ import tempfile
 import warnings
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from luz._checkpoint import (
     FORMAT,
@@ -38,7 +38,8 @@ class ModelCheckpoint(MonitorCallback):
     ``epoch-{epoch:02d}-{monitor_name}-{monitor:.3f}.pt``. Without ``{epoch}`` in it, the same
     file is overwritten. Parent directories are created; each write is atomic. The monitored
     value is read every epoch (so a wrong name fails at epoch 1 even when saving every epoch).
-    A model with NaN or infinite weights is not written (a warning says so).
+    A model with NaN or infinite weights is not written (a warning says so). In a distributed
+    fit every rank builds the checkpoint and rank 0 writes it.
 
     Args:
         path: file template or directory (trailing ``/``).
@@ -70,6 +71,9 @@ class ModelCheckpoint(MonitorCallback):
         self.best: float | None = None
         self.last_path: Path | None = None
 
+    every_rank_writes: ClassVar[bool] = False
+    """Whether each rank of a distributed fit writes (else rank 0 only)."""
+
     def file_for(self, epoch: int, value: float) -> Path:
         """The file name for ``epoch`` with monitored value ``value``."""
         return Path(self.path.format(epoch=epoch, monitor=value, monitor_name=self.monitor))
@@ -95,7 +99,8 @@ class ModelCheckpoint(MonitorCallback):
                 stacklevel=2,
             )
             return False
-        write_checkpoint(state, path)
+        if self.every_rank_writes or ctx.accelerator is None or ctx.accelerator.is_main_process:
+            write_checkpoint(state, path)
         self.last_path = path
         return True
 
@@ -131,6 +136,9 @@ class KeepBestModel(ModelCheckpoint):
         >>> import luz
         >>> cb = luz.callbacks.KeepBestModel(monitor="valid_loss")
     """
+
+    # The best file is private scratch that each rank reads back at fit end.
+    every_rank_writes: ClassVar[bool] = True
 
     def __init__(self, monitor: str = "valid_loss", mode: str = "min", min_delta: float = 0.0) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="luz-keep-best-"))

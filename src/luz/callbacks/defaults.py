@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from luz._errors import MetricError, rewrap
 from luz.callbacks.base import Callback
+from luz.callbacks.distributed import log_reduced_metrics
 from luz.metrics.base import Metric
 
 if TYPE_CHECKING:
@@ -82,6 +83,9 @@ class Metrics(Callback):
 
     def _finish(self, phase: str) -> None:
         ctx = self.context
+        if ctx.distributed:  # reduced across ranks: every rank logs the same values
+            log_reduced_metrics(ctx, phase, _metric_error)
+            return
         if ctx.iter == 0:  # an empty phase has nothing to report
             return
         for name, metric in zip(ctx.metric_names[phase], ctx.metrics[phase], strict=True):

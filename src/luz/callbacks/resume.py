@@ -182,7 +182,9 @@ class AutoResume(Callback):
     def on_fit_end(self) -> None:
         self._pending = None
         stopped_on_nan = BUFFER_KEY in self.context.buffers
-        if not (self._interrupted or self._nonfinite or stopped_on_nan):
+        acc = self.context.accelerator
+        writer = acc is None or acc.is_main_process  # distributed: rank 0 owns the file
+        if writer and not (self._interrupted or self._nonfinite or stopped_on_nan):
             self.path.unlink(missing_ok=True)
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ true-negative counts per threshold and integrates the ROC curve.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch.nn import functional as F
@@ -42,6 +43,7 @@ class _AUROCBase(Metric):
     """Threshold grid and histogram state shared by the binary and multiclass AUROC."""
 
     abbrev = "AUC"
+    dist_reduce: ClassVar[dict[str, str]] = {"hist": "sum"}
 
     def __init__(
         self,

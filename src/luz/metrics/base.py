@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -41,6 +42,9 @@ class Metric:
     """
 
     abbrev: ClassVar[str | None] = None
+    dist_reduce: ClassVar[dict[str, str]] = {}
+    """How each state attribute combines across the processes of a distributed run, e.g.
+    ``{"total": "sum", "count": "sum"}``: ``"sum"``, ``"max"``, ``"min"`` or ``"cat"``."""
     ctx: Context | None = None
 
     def update(self, pred: Any, target: Any) -> None:
@@ -50,6 +54,22 @@ class Metric:
     def compute(self) -> MetricValue:
         """Return the metric value from the accumulated state."""
         raise NotImplementedError(f"{type(self).__name__} must implement compute().")
+
+    def sync(self) -> None:
+        """Replace the state by its combination over all processes of a distributed run.
+
+        luz calls it on every rank once per phase end, just before ``compute``, and only in
+        distributed runs. The default combines the attributes named in ``dist_reduce`` (one
+        ``all_gather_object``); override it for state that needs more. A metric with neither
+        keeps its local state (a warning says so) and records rank 0's value.
+        """
+        spec = type(self).dist_reduce
+        if not spec:
+            _warn_unreduced(self)
+            return
+        from luz.metrics._sync import reduce_state
+
+        reduce_state(self, spec)
 
     @property
     def display_name(self) -> str:
@@ -79,6 +99,23 @@ class Metric:
         return f"{type(self).__name__}()"
 
 
+_WARNED: set[type] = set()
+
+
+def _warn_unreduced(metric: Metric) -> None:
+    cls = type(metric)
+    if cls in _WARNED:
+        return
+    _WARNED.add(cls)
+    warnings.warn(
+        f"Metric {cls.__name__} declares no `dist_reduce` and does not override `sync()`: in a "
+        "distributed run its recorded value is rank 0's, computed on rank 0's share of the data. "
+        'Declare e.g. `dist_reduce = {"total": "sum", "count": "sum"}` on the class.',
+        UserWarning,
+        stacklevel=3,
+    )
+
+
 def format_value(value: Any) -> str:
     """Format a metric value: floats with 4 decimals, dicts as ``k: v | k: v``."""
     if isinstance(value, dict):
@@ -100,10 +137,13 @@ class LossAverage(Metric):
 
     Reads ``ctx.loss`` (a dict by optimizer name, or a tensor). A short last batch counts as
     much as a full one, so it can differ from a sample-weighted metric such as MSE. With several
-    optimizers ``compute`` returns ``{optimizer name: mean}``.
+    optimizers ``compute`` returns ``{optimizer name: mean}``. Across the processes of a
+    distributed run the batch-loss sums and batch counts are added up, so the value is the mean
+    over every rank's batches.
     """
 
     abbrev = "Loss"
+    dist_reduce: ClassVar[dict[str, str]] = {"sums": "sum", "counts": "sum"}
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}

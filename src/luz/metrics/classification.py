@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from luz.metrics._checks import (
@@ -20,6 +22,7 @@ class _Counts(Metric):
     """Shared state of the accuracy metrics: correct predictions (int64 tensor) and a count."""
 
     abbrev = "Acc"
+    dist_reduce: ClassVar[dict[str, str]] = {"correct": "sum", "total": "sum"}
 
     def __init__(self) -> None:
         self.correct = torch.zeros((), dtype=torch.int64)

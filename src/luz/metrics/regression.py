@@ -7,6 +7,7 @@ float64); counts are Python ints taken from shapes. ``update`` never reads value
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 
@@ -16,6 +17,8 @@ from luz.metrics.base import Metric
 
 class _ErrorSum(Metric):
     """Sum of a per-element error over all batches, divided by the number of elements."""
+
+    dist_reduce: ClassVar[dict[str, str]] = {"total": "sum", "count": "sum"}
 
     def __init__(self) -> None:
         self.total = torch.zeros((), dtype=accumulator_dtype(torch.device("cpu")))

@@ -50,25 +50,59 @@ class TorchMetric(Metric):
                     f"got {type(metric).__name__}."
                 )
         self.metric = metric
+        self._switch = _SyncSwitch()
+        self._synced: MetricValue | None = None
 
     @property
     def display_name(self) -> str:
         return type(self.metric).__name__
 
     def update(self, pred: Any, target: Any) -> None:
+        self._synced = None
         self.metric.update(pred, target)
 
+    def sync(self) -> None:
+        """Make the next ``compute`` gather the state of every rank with torchmetrics' own sync
+        (its collectives run in that ``compute``, which luz calls on every rank)."""
+        self._switch.on = True
+
     def compute(self) -> MetricValue:
-        return to_python(self.metric.compute(), type(self.metric).__name__)
+        if self._synced is not None:
+            return self._synced
+        try:
+            value = to_python(self.metric.compute(), type(self.metric).__name__)
+        finally:
+            synced, self._switch.on = self._switch.on, False
+        if synced:
+            self._synced = value
+        return value
 
     def to(self, device: torch.device | str) -> Self:
-        """Move the wrapped metric to ``device`` and reset its state (a fresh phase)."""
+        """Move the wrapped metric to ``device`` and reset its state (a fresh phase).
+
+        torchmetrics would otherwise sync at every ``compute`` whenever a process group
+        exists, including the progress bar's, which runs on rank 0 only: here it syncs only
+        after `sync`, and results are not cached across that switch.
+        """
         self.metric = self.metric.to(device)
         self.metric.reset()
+        self.metric.distributed_available_fn = self._switch
+        self.metric.compute_with_cache = False
+        self._synced = None
         return self
 
     def __repr__(self) -> str:
         return f"TorchMetric({self.metric!r})"
+
+
+class _SyncSwitch:
+    """torchmetrics' ``distributed_available_fn``: true only while luz asks for a sync."""
+
+    def __init__(self) -> None:
+        self.on = False
+
+    def __call__(self) -> bool:
+        return self.on and torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def to_python(value: Any, name: str = "metric") -> MetricValue:

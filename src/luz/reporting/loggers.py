@@ -6,11 +6,14 @@ import csv
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from luz._io import atomic_open
 from luz.callbacks.base import Callback
 from luz.metrics.base import flatten_value
+
+if TYPE_CHECKING:
+    from luz.context import Context
 
 _SETS = ("train", "valid")
 
@@ -23,7 +26,7 @@ class CSVLogger(Callback):
     empty. The first write of an instance starts the file over, later epochs add rows. The
     file is rewritten atomically at each ``on_epoch_end`` (it is small), so it is never
     partial. The rows written so far are in ``state_dict()``, so a resumed run continues the
-    same file.
+    same file. In a distributed fit rank 0 writes it.
 
     Args:
         path: the CSV file (``~`` is expanded; parent directories are created).
@@ -49,7 +52,8 @@ class CSVLogger(Callback):
             for name, value in metrics.items():
                 row.update(flatten_value(name, value))
             self.rows.append(row)
-        self._write()
+        if _writes(ctx):  # distributed: rank 0 writes (every rank holds the same rows)
+            self._write()
 
     def _write(self) -> None:
         columns: dict[str, None] = {"epoch": None, "set": None}
@@ -72,6 +76,11 @@ class CSVLogger(Callback):
         return f"CSVLogger({str(self.path)!r})"
 
 
+def _writes(ctx: Context) -> bool:
+    """Whether this process writes log files: rank 0 of a distributed run, or the only one."""
+    return ctx.accelerator is None or ctx.accelerator.is_main_process
+
+
 def _require_tensorboard() -> None:
     if importlib.util.find_spec("tensorboard") is None:
         raise ImportError(
@@ -89,7 +98,7 @@ class TensorBoard(Callback):
     ``<logdir>/weights`` at ``on_train_end``, tagged with the parameter's name.
 
     Needs the ``tensorboard`` package (``pip install 'pyluz[tensorboard]'``); it is imported
-    only when training starts.
+    only when training starts. In a distributed fit rank 0 writes the event files.
 
     Args:
         logdir: directory for the event files.
@@ -132,9 +141,9 @@ class TensorBoard(Callback):
                 )
 
     def on_train_end(self) -> None:
-        if self.histograms is False:
-            return
         ctx = self.context
+        if self.histograms is False or not _writes(ctx):
+            return
         selected = None if self.histograms is True else set(self.histograms)
         writer = self._writer("weights")
         for name, param in ctx.model.named_parameters():
@@ -143,6 +152,8 @@ class TensorBoard(Callback):
 
     def on_epoch_end(self) -> None:
         ctx = self.context
+        if not _writes(ctx):
+            return
         for set_name in _SETS:
             metrics = ctx.get_metrics(set_name, ctx.epoch)
             if not metrics:
