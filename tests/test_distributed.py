@@ -327,7 +327,7 @@ def test_kill_and_rerun_resumes_exactly(tmp_path: Path) -> None:
 _SMALL = (
     _FIT
     + """
-fitted = classifier().fit((x, y), epochs=1, valid_data=0.2, verbose=False)
+fitted = classifier().fit((x, y), epochs=2, valid_data=0.2, verbose=False, dataloader_options={"batch_size": 8})
 fitted.evaluate((xv, yv))
 fitted.predict(xv)
 """

@@ -48,20 +48,31 @@ def test_dataloader_of_bare_tensors_is_a_clear_error() -> None:
 
 
 class DictData(Dataset[dict[str, torch.Tensor]]):
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, keys: tuple[str, str] = ("features", "label")) -> None:
         self.x, self.y = regression_data(n)
+        self.keys = keys
 
     def __len__(self) -> int:
         return len(self.x)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"features": self.x[i], "label": self.y[i]}
+        return {self.keys[0]: self.x[i], self.keys[1]: self.y[i]}
 
 
-def test_dict_batches_are_a_clear_error() -> None:
+def test_dict_batches_without_the_expected_keys_are_a_clear_error() -> None:
     with pytest.raises(TypeError, match=r"dict with keys \['features', 'label'\]") as info:
         mse_module().fit(DictData(64), epochs=1, verbose=False)
+    assert "'input' and 'target' (or 'x' and 'y')" in str(info.value)
     assert "return `(input, target)` tuples" in str(info.value)
+
+
+@pytest.mark.parametrize("keys", [("input", "target"), ("x", "y")])
+def test_dict_batches_with_input_and_target_keys_train(keys: tuple[str, str]) -> None:
+    data = DictData(64, keys)
+    fitted = mse_module().fit(data, epochs=2, valid_data=DictData(32, keys), verbose=False)
+    assert len(fitted.records["metrics"]["valid"]) == 2
+    preds = fitted.predict(data)
+    assert preds.shape == (64, 1)
 
 
 def test_dict_input_inside_a_tuple_still_works() -> None:

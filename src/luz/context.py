@@ -275,10 +275,11 @@ class Context:
 
     @property
     def input(self) -> Any:
-        """The first element of ``batch``; setting it replaces that element."""
+        """The first element of ``batch`` (or its ``"input"``/``"x"`` entry for a dict batch);
+        setting it replaces that element."""
         batch = self.batch
         if isinstance(batch, Mapping | torch.Tensor):
-            raise _structure_error(batch)
+            return _dict_entry(batch, INPUT_KEYS, required=True)
         return batch[0]
 
     @input.setter
@@ -287,10 +288,11 @@ class Context:
 
     @property
     def target(self) -> Any:
-        """The second element of ``batch`` (``None`` if the batch has one element)."""
+        """The second element of ``batch`` (or its ``"target"``/``"y"`` entry for a dict batch;
+        ``None`` if there is none)."""
         batch = self.batch
         if isinstance(batch, Mapping | torch.Tensor):
-            raise _structure_error(batch)
+            return _dict_entry(batch, TARGET_KEYS, required=False)
         return batch[1] if len(batch) > 1 else None
 
     @target.setter
@@ -459,6 +461,22 @@ def normalize_optimizers(value: object) -> dict[str, torch.optim.Optimizer]:
     return result
 
 
+INPUT_KEYS = ("input", "x")
+"""Keys of a dict batch that hold the input (the first one present is used)."""
+TARGET_KEYS = ("target", "y")
+"""Keys of a dict batch that hold the target."""
+
+
+def _dict_entry(batch: Mapping[Any, Any] | torch.Tensor, keys: tuple[str, ...], *, required: bool) -> Any:
+    if isinstance(batch, Mapping):
+        for key in keys:
+            if key in batch:
+                return batch[key]
+        if not required and any(k in batch for k in INPUT_KEYS):
+            return None
+    raise _structure_error(batch)
+
+
 def _structure_error(batch: Mapping[Any, Any] | torch.Tensor) -> TypeError:
     if isinstance(batch, torch.Tensor):
         got = f"a bare tensor of shape {tuple(batch.shape)}"
@@ -469,16 +487,22 @@ def _structure_error(batch: Mapping[Any, Any] | torch.Tensor) -> TypeError:
     else:
         got = f"a {type(batch).__name__} with keys {list(batch)[:8]}"
         fix = (
-            "make your Dataset return `(input, target)` tuples (a dict input goes first: "
+            "name the entries 'input' and 'target' (or 'x' and 'y'), or return `(input, target)` "
+            "tuples (a dict input goes first: "
             "`({'a': a, 'b': b}, y)` calls `model(a=a, b=b)`), or define a custom `step()` that "
             "reads `ctx.batch`"
         )
     return TypeError(
-        f"luz expects each batch to be a tuple/list `(input, target, ...)`, got {got}. To fix: {fix}."
+        f"luz expects each batch to be a tuple/list `(input, target, ...)` or a dict with 'input' "
+        f"and 'target' (or 'x' and 'y') entries, got {got}. To fix: {fix}."
     )
 
 
 def _replace(batch: Any, index: int, value: Any) -> Any:
+    if isinstance(batch, Mapping):
+        keys = INPUT_KEYS if index == 0 else TARGET_KEYS
+        key = next((k for k in keys if k in batch), keys[0])
+        return {**batch, key: value}
     items = list(batch)
     while len(items) <= index:
         items.append(None)
