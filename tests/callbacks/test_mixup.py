@@ -135,7 +135,8 @@ def test_auto_loss_with_valid_only_accuracy() -> None:
     fitted = _fit((10,), 3, [Mixup(auto_loss=True), hooks, after], loss, metrics)
     assert "acc" in fitted.records["metrics"]["valid"][0]
     assert isinstance(seen["train"], luz.MixupLoss)
-    assert seen["valid"] is loss
+    # Validation is not mixed, but the wrapper stays on to average an unreduced loss (as luz).
+    assert isinstance(seen["valid"], luz.MixupLoss) and seen["valid"].loss is loss
     assert seen["end"] is loss
 
 
@@ -157,3 +158,26 @@ def test_mixup_arguments() -> None:
         Mixup(alpha=0)
     with pytest.raises(TypeError):
         Mixup(0.4, True)  # type: ignore[misc]
+
+
+def test_auto_loss_with_an_unreduced_loss_validates() -> None:
+    x, y = torch.randn(128, 5), torch.randint(0, 3, (128,))
+    module = luz.setup(
+        nn.Linear,
+        loss=nn.CrossEntropyLoss(reduction="none"),
+        optimizer=torch.optim.Adam,
+        metrics=luz.MetricSet(valid=[luz.metrics.Accuracy()]),
+    ).set_hparams(in_features=5, out_features=3)
+    fitted = module.fit(
+        (x, y), epochs=2, valid_data=0.2, verbose=False, callbacks=[luz.callbacks.Mixup(auto_loss=True)]
+    )
+    valid = fitted.records["metrics"]["valid"][-1]
+    assert set(valid) == {"loss", "acc"}
+    losses = [entry["loss"] for entry in fitted.records["metrics"]["valid"]]
+    assert all(isinstance(v, float) for v in losses)
+
+
+def test_mixup_loss_averages_an_unreduced_loss_on_plain_targets() -> None:
+    pred, y = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
+    loss = luz.MixupLoss(nn.CrossEntropyLoss(reduction="none"))
+    assert torch.allclose(loss(pred, y), nn.functional.cross_entropy(pred, y))

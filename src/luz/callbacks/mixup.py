@@ -70,7 +70,8 @@ class MixupLoss(nn.Module):
     On a `MixupTarget` it computes the per-sample losses ``l1`` (against ``ys[0]``) and ``l2``
     (against ``ys[1]``) with the loss's ``reduction`` temporarily ``"none"`` (restored even on
     error) and returns ``mean(l1 + weight * (l2 - l1))``, mixing each sample with its own
-    weight. On any other target it is the plain loss, so validation works unchanged.
+    weight. On any other target it is the plain loss (averaged if the loss is unreduced), so
+    validation works unchanged.
 
     Args:
         loss: a loss module with a ``reduction`` attribute, e.g. ``nn.CrossEntropyLoss()``.
@@ -100,7 +101,8 @@ class MixupLoss(nn.Module):
     def forward(self, input: Any, target: Any) -> torch.Tensor:
         if not isinstance(target, MixupTarget):
             result: torch.Tensor = self.loss(input, target)
-            return result
+            # An unreduced loss (reduction="none", as luz's mixup examples use) is averaged.
+            return result if result.ndim == 0 else result.mean()
         previous = getattr(self.loss, "reduction")  # noqa: B009 - nn.Module's __getattr__ types it badly
         setattr(self.loss, "reduction", "none")  # noqa: B010
         try:
@@ -125,7 +127,8 @@ class Mixup(Callback):
     Args:
         alpha: the Beta distribution's parameter (> 0).
         run_valid: also mix validation batches.
-        auto_loss: wrap ``ctx.loss_fn`` in `MixupLoss` during mixed phases.
+        auto_loss: wrap ``ctx.loss_fn`` in `MixupLoss` during training and validation (the
+            base loss may be unreduced, ``reduction="none"``).
 
     Example:
         >>> import luz
@@ -182,8 +185,9 @@ class Mixup(Callback):
         self._restore_loss()
 
     def on_valid_begin(self) -> None:
-        if self.run_valid:
-            self._wrap_loss()
+        # Wrapped in validation too: with run_valid the batches are mixed, and without it the
+        # wrapper still averages an unreduced (reduction="none") loss, as luz does.
+        self._wrap_loss()
 
     def on_valid_batch_begin(self) -> None:
         if self.run_valid:
