@@ -327,7 +327,8 @@ def test_kill_and_rerun_resumes_exactly(tmp_path: Path) -> None:
 _SMALL = (
     _FIT
     + """
-fitted = classifier().fit((x, y), epochs=2, valid_data=0.2, verbose=False, dataloader_options={"batch_size": 8})
+options = {"batch_size": 8}
+fitted = classifier().fit((x, y), epochs=2, valid_data=0.2, verbose=False, dataloader_options=options)
 fitted.evaluate((xv, yv))
 fitted.predict(xv)
 """

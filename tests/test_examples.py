@@ -33,6 +33,7 @@ EXAMPLES: dict[str, tuple[list[str], str]] = {
     "diabetes_regression.py": (["--logdir", "{tmp}"], "Test MAE"),
     "char_transformer.py": (["--out-dir", "{tmp}"], "luz.load() round trip: predictions match"),
     "accelerator_loop.py": ([], "Test accuracy:"),
+    "ddp_digits.py": (["--state", "{tmp}/state.pt"], "Test accuracy:"),
 }
 
 
