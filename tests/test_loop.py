@@ -315,7 +315,8 @@ def test_fit_equals_hand_written_loop(optimizer: type[torch.optim.Optimizer]) ->
 _SYNCS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__")
 
 
-def test_no_host_sync_during_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_no_host_sync_during_batches(monkeypatch: pytest.MonkeyPatch, task: str) -> None:
     counts: dict[str, int] = {}
     state = {"on": False}
 
@@ -349,20 +350,21 @@ def test_no_host_sync_during_batches(monkeypatch: pytest.MonkeyPatch) -> None:
         sanity["computed"] += 1
         assert not state["on"]
 
-    x, y = torch.randn(96, 10), torch.randint(0, 3, (96,))
-    fitted = (
-        luz.setup(
+    if task == "classification":
+        x, y = torch.randn(96, 10), torch.randint(0, 3, (96,))
+        module = luz.setup(
             Linear, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD, metrics=[luz.metrics.Accuracy()]
-        )
-        .set_hparams(out_features=3)
-        .set_opt_hparams(lr=0.1)
-        .fit(
-            (x, y),
-            epochs=2,
-            valid_data=(x, y),
-            callbacks=[on_first, off_at_end, luz.callback(on_epoch_end=check_compute)],
-            verbose=False,
-        )
+        ).set_hparams(out_features=3)
+    else:
+        x, y = regression_data(96)
+        metrics = [luz.metrics.MAE(), luz.metrics.MSE(), luz.metrics.RMSE()]
+        module = luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD, metrics=metrics)
+    fitted = module.set_opt_hparams(lr=0.1).fit(
+        (x, y),
+        epochs=2,
+        valid_data=(x, y),
+        callbacks=[on_first, off_at_end, luz.callback(on_epoch_end=check_compute)],
+        verbose=False,
     )
     assert counts == {}
     assert sanity["computed"] == 2
