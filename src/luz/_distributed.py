@@ -97,12 +97,24 @@ def _teardown() -> None:
     # error (the traceback kept for post-mortem debugging), collect cycles, then destroy.
     if not (_created_by_luz and group_ready()):
         return
+    failed = getattr(sys, "last_value", None) is not None  # exiting on an uncaught error
     for name in ("last_exc", "last_traceback", "last_value", "last_type"):
         if hasattr(sys, name):
             setattr(sys, name, None)
     gc.collect()
     if any(ref() is not None for ref in _wrappers):
         return  # someone still holds a wrapper: leave the group to the interpreter
+    if not failed:
+        # Wait until every rank is here, so no rank tears down its connections while a peer
+        # still uses them. Skipped after an error: that rank must exit at once, so torchrun
+        # can stop the others.
+        try:
+            if dist.get_backend() == "gloo":
+                dist.monitored_barrier(timeout=timedelta(seconds=60))
+            else:
+                dist.barrier()
+        except Exception:  # a peer is gone: destroying our side is all that is left
+            pass
     dist.destroy_process_group()
 
 
