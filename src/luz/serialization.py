@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from luz._checkpoint import (
@@ -107,9 +105,20 @@ def _state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """Serialize ``tensors`` with ``metadata`` to safetensors bytes (safetensors imported lazily,
+    to keep ``import luz`` light)."""
+    from safetensors.torch import save
+
+    data: bytes = save(tensors, metadata=metadata)
+    return data
+
+
 def _read_safetensors(
     path: str | os.PathLike[str], expected: str
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors import safe_open
+
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
