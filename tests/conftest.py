@@ -76,3 +76,27 @@ def make_recorder(weight: float = 0.0) -> Any:
     recorder = cls()
     recorder.calls = []
     return recorder
+
+
+def two_optimizer_model(
+    names: tuple[str, str] = ("first", "second"), *, bias: bool = True
+) -> type[nn.Module]:
+    """A model class with two linear heads (summed), each stepped by its own named SGD optimizer
+    from ``set_optimizers(lr=0.01)``."""
+
+    class TwoOptimizers(nn.Module):
+        def __init__(self, in_features: int = 10) -> None:
+            super().__init__()
+            self.a = nn.Linear(in_features, 1, bias=bias)
+            self.b = nn.Linear(in_features, 1, bias=bias)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.a(x) + self.b(x)
+
+        def set_optimizers(self, lr: float = 0.01) -> dict[str, torch.optim.Optimizer]:
+            return {
+                names[0]: torch.optim.SGD(self.a.parameters(), lr=lr),
+                names[1]: torch.optim.SGD(self.b.parameters(), lr=lr),
+            }
+
+    return TwoOptimizers

@@ -11,7 +11,7 @@ from torch import nn
 
 import luz
 from luz.events import BREAKPOINT_TREE
-from tests.conftest import Linear, make_recorder, regression_data
+from tests.conftest import Linear, make_recorder, regression_data, two_optimizer_model
 
 # -- an expander for the documented tree -----------------------------------------------------
 
@@ -72,22 +72,7 @@ def test_expander_reads_every_breakpoint() -> None:
 # -- models -------------------------------------------------------------------------------------
 
 
-class TwoOptNet(nn.Module):
-    """A model with two named optimizers from ``set_optimizers``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.a = nn.Linear(10, 1)
-        self.b = nn.Linear(10, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.a(x) + self.b(x)
-
-    def set_optimizers(self, lr: float = 0.01) -> dict[str, torch.optim.Optimizer]:
-        return {
-            "first": torch.optim.SGD(self.a.parameters(), lr=lr),
-            "second": torch.optim.SGD(self.b.parameters(), lr=lr),
-        }
+TwoOptNet = two_optimizer_model(("first", "second"))
 
 
 def fit_counts(epochs: int, train_batches: int, valid_batches: int, optimizers: int) -> dict[str, Any]:

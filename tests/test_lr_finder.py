@@ -11,7 +11,7 @@ from torch import nn
 
 import luz
 from luz.lr_finder import lr_schedule
-from tests.conftest import Linear, regression_data
+from tests.conftest import Linear, regression_data, two_optimizer_model
 
 matplotlib.use("Agg")
 
@@ -81,20 +81,7 @@ def test_dataloader_options_are_forwarded() -> None:
 
 
 def test_several_optimizers_are_an_error() -> None:
-    class Two(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a = nn.Linear(10, 1)
-            self.b = nn.Linear(10, 1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.a(x) + self.b(x)
-
-        def set_optimizers(self, lr: float = 0.1) -> dict[str, torch.optim.Optimizer]:
-            return {
-                "a": torch.optim.SGD(self.a.parameters(), lr=lr),
-                "b": torch.optim.SGD(self.b.parameters(), lr=lr),
-            }
+    Two = two_optimizer_model(("a", "b"))
 
     x, y = regression_data(100)
     with pytest.raises(ValueError, match="exactly one optimizer"):

@@ -10,7 +10,7 @@ from torch import nn
 
 import luz
 from luz.callbacks import LRScheduler
-from tests.conftest import regression_data
+from tests.conftest import regression_data, two_optimizer_model
 
 
 def _lrs(ctx: luz.Context, seen: list[float]) -> None:
@@ -78,20 +78,7 @@ def test_plateau_with_explicit_monitor() -> None:
         _fit([LRScheduler(_Recorder, monitor="valid_acc")], epochs=1, valid=True)
 
 
-class TwoOpt(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.a = nn.Linear(10, 1)
-        self.b = nn.Linear(10, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.a(x) + self.b(x)
-
-    def set_optimizers(self, lr: float = 0.01) -> dict[str, torch.optim.Optimizer]:
-        return {
-            "opt_a": torch.optim.SGD(self.a.parameters(), lr=lr),
-            "opt_b": torch.optim.SGD(self.b.parameters(), lr=lr),
-        }
+TwoOpt = two_optimizer_model(("opt_a", "opt_b"))
 
 
 def _two_opt() -> luz.LuzModule:

@@ -13,7 +13,7 @@ from torch import nn
 
 import luz
 from luz.callbacks import CSVLogger, EarlyStopping, TensorBoard
-from tests.conftest import Linear, regression_data
+from tests.conftest import Linear, regression_data, two_optimizer_model
 
 
 def _fit(callbacks: list[Any], epochs: Any = 5, valid: bool = False, module: Any = None) -> luz.Fitted:
@@ -75,20 +75,7 @@ def test_csv_union_of_differing_metric_sets(tmp_path: Path) -> None:
     assert [r["mae"] == "" for r in rows] == [True, False, True, False]
 
 
-class TwoOpt(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.a = nn.Linear(10, 1, bias=False)  # two parameters, as in luz's test
-        self.b = nn.Linear(10, 1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.a(x) + self.b(x)
-
-    def set_optimizers(self, lr: float = 0.01) -> dict[str, torch.optim.Optimizer]:
-        return {
-            "gen": torch.optim.SGD(self.a.parameters(), lr=lr),
-            "disc": torch.optim.SGD(self.b.parameters(), lr=lr),
-        }
+TwoOpt = two_optimizer_model(("gen", "disc"), bias=False)  # two parameters, as in luz's test
 
 
 def test_csv_flattens_per_optimizer_losses(tmp_path: Path) -> None:
