@@ -198,3 +198,51 @@ def test_split_valid_rejects_loaders_and_streams() -> None:
         split_valid(luz.as_dataloader(torch.arange(10)), 0.5)
     with pytest.raises(ValueError, match="IterableDataset"):
         split_valid(Stream(), 0.5)
+
+
+def test_a_sampler_in_the_options_replaces_the_shuffle_default() -> None:
+    from torch.utils.data import WeightedRandomSampler
+
+    x, y = torch.randn(40, 3), torch.randn(40, 1)
+    sampler = WeightedRandomSampler(torch.ones(40), 40)
+    loader = training_loader((x, y), {"sampler": sampler, "batch_size": 8})
+    assert loader.sampler is sampler
+    assert len(list(loader)) == 5
+
+
+def test_a_batch_sampler_in_the_options_replaces_batch_size_and_drop_last() -> None:
+    from torch.utils.data import BatchSampler, SequentialSampler
+
+    x, y = torch.randn(40, 3), torch.randn(40, 1)
+    batches = BatchSampler(SequentialSampler(range(40)), batch_size=6, drop_last=False)
+    loader = training_loader((x, y), {"batch_sampler": batches})
+    sizes = [xb.shape[0] for xb, _ in loader]
+    assert sizes == [6, 6, 6, 6, 6, 6, 4]
+    assert torch.equal(next(iter(loader))[0], x[:6])
+
+
+def test_a_user_collate_fn_gets_samples_from_tensor_data() -> None:
+    from torch.utils.data import default_collate
+
+    x, y = torch.randn(10, 3), torch.randn(10, 1)
+    seen: list[int] = []
+
+    def collate(samples: list[Any]) -> Any:
+        seen.append(len(samples))
+        return default_collate(samples)
+
+    loader = luz.as_dataloader((x, y), batch_size=4, collate_fn=collate)
+    batches = list(loader)
+    assert seen == [4, 4, 2]
+    assert torch.equal(batches[0][0], x[:4])
+
+
+def test_numpy_numbers_are_accepted_for_epochs_and_fractions() -> None:
+    from torch import nn
+
+    x, y = torch.randn(100, 2), torch.randn(100, 1)
+    module = luz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+    fitted = module.set_hparams(in_features=2, out_features=1).fit(
+        (x, y), epochs=np.int64(2), valid_data=np.float32(0.2), verbose=False
+    )
+    assert len(fitted.records["metrics"]["valid"]) == 2

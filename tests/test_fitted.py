@@ -261,3 +261,20 @@ def test_fitted_records_profile(fitted: luz.Fitted) -> None:
     profile = fitted.records["profile"]
     assert {k: len(v) for k, v in profile.items()} == {"fit": 1, "epoch": 2, "train": 2, "valid": 2}
     assert all(isinstance(v, float) and v >= 0 for values in profile.values() for v in values)
+
+
+def test_a_submodule_named_predict_is_not_a_predict_method() -> None:
+    class Head(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Linear(10, 4)
+            self.predict = nn.Linear(4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.predict(self.body(x))
+
+    x, y = regression_data(64)
+    fitted = luz.setup(Head, loss=nn.MSELoss(), optimizer=torch.optim.SGD).fit(
+        (x, y), epochs=1, verbose=False
+    )
+    assert fitted.predict(x).shape == (64, 1)

@@ -378,3 +378,33 @@ def test_keyboard_interrupt_in_fit_begin() -> None:
     fitted = _sgd_module().fit((x, y), epochs=3, callbacks=[interrupt, rec], verbose=False)
     assert rec.calls == ["on_interrupt", "on_fit_end"]
     assert fitted.records["metrics"]["train"] == []
+
+
+def test_a_skipped_epoch_leaves_no_timings_either() -> None:
+    x, y = regression_data(64)
+    skip = _raiser("on_valid_begin", 2, luz.SkipEpoch())
+    fitted = _sgd_module().fit((x, y), epochs=3, valid_data=(x, y), callbacks=[skip], verbose=False)
+    profile = fitted.records["profile"]
+    assert [len(profile[k]) for k in ("fit", "epoch", "train", "valid")] == [1, 2, 2, 2]
+
+
+@pytest.mark.parametrize("where", ["on_early_stopping", "on_fit_end"])
+def test_stop_training_during_the_wrap_up_is_ignored(where: str) -> None:
+    x, y = regression_data(64)
+    stop_at_3 = _raiser("on_epoch_end", 3, luz.StopTraining())
+    late = luz.callback(**{where: lambda ctx: (_ for _ in ()).throw(luz.StopTraining())})
+    fitted = _sgd_module().fit((x, y), epochs=5, callbacks=[stop_at_3, late], verbose=False)
+    assert len(fitted.records["metrics"]["train"]) == 3
+
+
+def test_stop_training_ends_evaluate_and_predict_early() -> None:
+    x, y = regression_data(64)
+    fitted = _sgd_module().fit((x, y), epochs=1, verbose=False)
+    stop = luz.callback(
+        on_valid_batch_end=lambda ctx: (_ for _ in ()).throw(luz.StopTraining()) if ctx.iter == 1 else None,
+        on_predict_batch_end=lambda ctx: (_ for _ in ()).throw(luz.StopTraining()),
+    )
+    ev = fitted.evaluate((x, y), callbacks=[stop], dataloader_options={"batch_size": 16})
+    assert ev.get_metrics()["metric"].tolist() == ["loss"]
+    preds = fitted.predict(x, callbacks=[stop], dataloader_options={"batch_size": 16})
+    assert preds.shape == (16, 1)

@@ -15,7 +15,7 @@ from torch import nn
 from luz._distributed import gather_objects, sync_random_state, to_cpu
 from luz._sharding import distribute_train_loader, shard_eval_loader, unshard
 from luz.accelerator import Accelerator, move_to_device
-from luz.callbacks.base import Callback
+from luz.callbacks.base import Callback, check_callbacks
 from luz.callbacks.defaults import Interrupt, Metrics, Profile, TrainValid
 from luz.callbacks.distributed import DistributedSync
 from luz.context import Context
@@ -42,12 +42,12 @@ def parse_epochs(epochs: object) -> tuple[int, int]:
     """``n`` -> ``(0, n)``; ``(min, max)`` -> itself; anything else is a ``ValueError``."""
 
     def is_count(x: object) -> bool:
-        return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+        return isinstance(x, numbers.Integral) and not isinstance(x, bool) and int(x) >= 0
 
     if is_count(epochs):
-        return 0, epochs  # type: ignore[return-value]
+        return 0, int(epochs)  # type: ignore[call-overload]
     if isinstance(epochs, tuple | list) and len(epochs) == 2 and all(is_count(e) for e in epochs):
-        lo, hi = epochs
+        lo, hi = int(epochs[0]), int(epochs[1])
         if lo > hi:
             raise ValueError(f"`epochs`: the minimum ({lo}) is larger than the maximum ({hi}).")
         return lo, hi
@@ -66,12 +66,17 @@ def _compile_options(compile: object) -> dict[str, Any] | None:
     raise TypeError(f"`compile` must be True, False or a dict of torch.compile arguments, got {compile!r}.")
 
 
-def as_callback_list(callbacks: Any) -> list[Any]:
-    """``None`` -> ``[]``; a single callback (or callback class) -> ``[it]``; lists as lists."""
+def as_callback_list(callbacks: Any) -> list[Callback]:
+    """``None`` -> ``[]``; a single callback -> ``[it]``; lists as lists (in the given order).
+
+    Raises:
+        TypeError: an element is not a callback instance; the index is the user's.
+    """
     if callbacks is None:
         return []
     if isinstance(callbacks, Callback | type) or not isinstance(callbacks, list | tuple):
-        return [callbacks]
+        callbacks = [callbacks]
+    check_callbacks(callbacks)  # before the defaults are added, so error indices are the user's
     return list(callbacks)
 
 

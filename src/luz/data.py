@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
 
 class TensorBatchDataset(Dataset[tuple[torch.Tensor, ...]]):
@@ -105,12 +106,24 @@ def _(x: DataLoader, **options: Any) -> DataLoader[Any]:  # type: ignore[type-ar
 
 @as_dataloader.register
 def _(x: Dataset, **options: Any) -> DataLoader[Any]:  # type: ignore[type-arg]
-    options.setdefault("batch_size", 32)
+    if "batch_sampler" not in options:  # a batch sampler decides the batch size itself
+        options.setdefault("batch_size", 32)
     if isinstance(x, IterableDataset):
         options.pop("shuffle", None)  # an iterable dataset decides its own order
     elif isinstance(x, TensorBatchDataset) or _is_tensor_subset(x):
-        options.setdefault("collate_fn", collate_batch)
+        if "collate_fn" in options:
+            x = _per_sample(x)  # the user's collate_fn expects a list of samples
+        else:
+            options["collate_fn"] = collate_batch
     return DataLoader(x, **options)
+
+
+def _per_sample(x: Dataset[Any]) -> Dataset[Any]:
+    """The same tensor data without the batched fetch, for a user-supplied ``collate_fn``."""
+    if isinstance(x, Subset):
+        return Subset(_per_sample(x.dataset), x.indices)
+    assert isinstance(x, TensorBatchDataset)
+    return TensorDataset(*x.tensors)
 
 
 def _is_tensor_subset(x: Dataset[Any]) -> bool:
@@ -150,12 +163,16 @@ def as_dataset(x: Any) -> Dataset[Any]:
 
 def check_fraction(value: object) -> float:
     """Validate a ``valid_data`` fraction: a float in (0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, float) or not 0.0 < value < 1.0:
+    if (
+        isinstance(value, bool | numbers.Integral)
+        or not isinstance(value, numbers.Real)
+        or not 0.0 < float(value) < 1.0
+    ):
         raise ValueError(
             f"`valid_data` as a number must be a float in (0, 1) giving the share of `data` "
             f"used for validation; got {value!r}."
         )
-    return value
+    return float(value)
 
 
 def split_valid(data: Any, fraction: float) -> tuple[Dataset[Any], Dataset[Any]]:
@@ -187,7 +204,8 @@ def split_valid(data: Any, fraction: float) -> tuple[Dataset[Any], Dataset[Any]]
 
 
 def training_loader(data: Any, options: dict[str, Any] | None) -> DataLoader[Any]:
-    """The training loader: defaults ``batch_size=32``, ``shuffle=True``, ``drop_last=True``."""
+    """The training loader: defaults ``batch_size=32``, ``shuffle=True``, ``drop_last=True``
+    (no ``shuffle`` with a ``sampler``; neither default with a ``batch_sampler``)."""
     if isinstance(data, DataLoader):
         if options:
             raise ValueError(
@@ -196,9 +214,12 @@ def training_loader(data: Any, options: dict[str, Any] | None) -> DataLoader[Any
             )
         return data
     opts = dict(options or {})
-    if not isinstance(data, IterableDataset):
+    # A sampler or batch sampler of the user's decides order (and batches): defaults that
+    # DataLoader refuses alongside them are left out.
+    if not isinstance(data, IterableDataset) and not {"sampler", "batch_sampler"} & opts.keys():
         opts.setdefault("shuffle", True)
-    opts.setdefault("drop_last", True)
+    if "batch_sampler" not in opts:
+        opts.setdefault("drop_last", True)
     return as_dataloader(data, **opts)
 
 

@@ -5,6 +5,7 @@ default callbacks; these functions only loop.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -34,10 +35,16 @@ def fit_loop(ctx: Context, step: Step) -> None:
             _epoch_with_rollback(ctx, step)
             _agree_to_stop(ctx)
     except StopTraining:
-        fire("on_early_stopping")
+        _fire_wrap_up(ctx, "on_early_stopping")
     except KeyboardInterrupt:
-        fire("on_interrupt")
-    fire("on_fit_end")
+        _fire_wrap_up(ctx, "on_interrupt")
+    _fire_wrap_up(ctx, "on_fit_end")
+
+
+def _fire_wrap_up(ctx: Context, name: str) -> None:
+    # Training is over: a StopTraining raised now has nothing left to stop.
+    with contextlib.suppress(StopTraining):
+        ctx.fire(name)
 
 
 def _agree_to_stop(ctx: Context) -> None:
@@ -52,18 +59,30 @@ def _agree_to_stop(ctx: Context) -> None:
 
 
 def _epoch_with_rollback(ctx: Context, step: Step) -> None:
-    # An epoch that does not reach on_epoch_end leaves no metric records.
-    metrics = ctx.records["metrics"]
-    marks = {name: len(entries) for name, entries in metrics.items()}
+    # An epoch that does not reach on_epoch_end leaves no records (metrics, timings, custom
+    # logs). The records object is held as it was at the epoch's start: when a callback swaps
+    # in other records mid-epoch (a resume), those are left alone.
+    records = ctx.records
+    marks = {(what, key): len(entries) for what, key, entries in _record_lists(records)}
     reached_end = [False]
     try:
         _epoch(ctx, step, reached_end)
     except (SkipEpoch, StopTraining, KeyboardInterrupt) as signal:
         if not reached_end[0]:
-            for name, mark in marks.items():
-                del metrics[name][mark:]
+            for what, key, entries in _record_lists(records):
+                del entries[marks.get((what, key), 0) :]
         if not isinstance(signal, SkipEpoch):
             raise
+
+
+def _record_lists(records: dict[str, Any]) -> list[tuple[str, str, list[Any]]]:
+    return [
+        (what, key, entries)
+        for what, sets in records.items()
+        if isinstance(sets, dict)
+        for key, entries in sets.items()
+        if isinstance(entries, list)
+    ]
 
 
 def _epoch(ctx: Context, step: Step, reached_end: list[bool]) -> None:
@@ -100,20 +119,24 @@ def _train(ctx: Context, step: Step) -> None:
     fire("on_train_end")
 
 
-def _valid(ctx: Context, step: Step) -> None:
+def _valid(ctx: Context, step: Step, *, stop_ends_pass: bool = False) -> None:
     fire = ctx.fire
     ctx.data = ctx.valid_data
     with torch.no_grad():
         fire("on_valid_begin")  # ctx.iter still holds the last training iteration here
         iteration = 0
         ctx.iter = 0
-        for batch in ctx.data:  # type: ignore[union-attr]
-            iteration += 1
-            ctx.batch = batch
-            ctx._iter = iteration
-            fire("on_valid_batch_begin")
-            step()
-            fire("on_valid_batch_end")
+        try:
+            for batch in ctx.data:  # type: ignore[union-attr]
+                iteration += 1
+                ctx.batch = batch
+                ctx._iter = iteration
+                fire("on_valid_batch_begin")
+                step()
+                fire("on_valid_batch_end")
+        except StopTraining:
+            if not stop_ends_pass:  # in fit, the fit loop handles it
+                raise
         if iteration == 0 and not ctx.distributed:  # a rank's shard may be empty
             warnings.warn(
                 "The validation data produced no batches: no validation metrics are recorded for this epoch.",
@@ -124,21 +147,27 @@ def _valid(ctx: Context, step: Step) -> None:
 
 
 def evaluate_loop(ctx: Context, step: Step) -> None:
-    """Run one validation pass over ``ctx.valid_data`` (metrics logged as ``valid``, epoch 1)."""
+    """Run one validation pass over ``ctx.valid_data`` (metrics logged as ``valid``, epoch 1).
+    A `StopTraining` raised by a batch hook ends the pass early; the batches seen are reported."""
     ctx.epoch = 1
-    _valid(ctx, step)
+    with contextlib.suppress(StopTraining):  # from on_valid_begin/_end: nothing more to do
+        _valid(ctx, step, stop_ends_pass=True)
 
 
 def predict_loop(ctx: Context) -> list[Any]:
-    """Predict every batch of ``ctx.data``; returns the list of per-batch outputs."""
+    """Predict every batch of ``ctx.data``; returns the list of per-batch outputs (those
+    predicted so far if a callback raises `StopTraining`)."""
     fire = ctx.fire
     ctx.pred = []
     with torch.no_grad():
-        fire("on_predict_begin")
-        for batch in ctx.data:  # type: ignore[union-attr]
-            ctx.batch = batch
-            fire("on_predict_batch_begin")
-            ctx.pred.append(predict_batch(ctx))
-            fire("on_predict_batch_end")
-        fire("on_predict_end")
+        try:  # a StopTraining ends prediction early: the batches predicted so far are returned
+            fire("on_predict_begin")
+            for batch in ctx.data:  # type: ignore[union-attr]
+                ctx.batch = batch
+                fire("on_predict_batch_begin")
+                ctx.pred.append(predict_batch(ctx))
+                fire("on_predict_batch_end")
+        except StopTraining:
+            pass
+        _fire_wrap_up(ctx, "on_predict_end")
     return list(ctx.pred)

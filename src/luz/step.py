@@ -179,7 +179,8 @@ def predict_batch(ctx: Context) -> Any:
     """The prediction for the current batch: ``model.predict(input)`` if the model defines it,
     else the forward pass on ``ctx.input``."""
     model = ctx.model
-    predict = getattr(model, "predict", None)
-    if callable(predict):
-        return predict(ctx.input)
+    # A method defined on the class, not a submodule that happens to be called `predict`.
+    method = getattr(type(model), "predict", None)
+    if callable(method) and not isinstance(method, nn.Module):
+        return getattr(model, "predict")(ctx.input)  # noqa: B009 - nn.Module types attributes as Tensor
     return call_model(model, ctx.input)

@@ -155,3 +155,13 @@ def test_custom_breakpoint_from_a_hook() -> None:
         epochs=2,
     )
     assert fired == [1, 2]
+
+
+def test_the_error_index_is_the_position_in_the_users_list() -> None:
+    x, y = regression_data(64)
+    module = luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+    with pytest.raises(TypeError, match="index 1 is") as info:
+        module.fit(
+            (x, y), epochs=1, callbacks=[luz.callbacks.Profile(), luz.callbacks.Profile], verbose=False
+        )
+    assert "forget to instantiate" in str(info.value)

@@ -169,3 +169,25 @@ def test_keep_best_model_also_restores_the_optimizer() -> None:
     assert keep.best is None  # reset for the next fit
     for key, value in seen["state"].items():
         assert torch.equal(seen["after"][key], value)
+
+
+def test_a_reused_save_best_only_checkpoint_starts_over_each_fit(tmp_path: Path) -> None:
+    x, y = regression_data(100)
+    cb = ModelCheckpoint(str(tmp_path / "a") + "/", monitor="train_loss", save_best_only=True)
+    module = luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+    first = module.set_opt_hparams(lr=0.05).fit((x, y), epochs=8, callbacks=[cb], verbose=False)
+    cb.path = str(tmp_path / "b" / "epoch-{epoch:02d}.pt")
+    # A slower second fit never gets below the first fit's best loss, yet it saves every
+    # improvement of its own.
+    torch.manual_seed(3)
+    fitted = module.set_opt_hparams(lr=0.001).fit((x, y), epochs=4, callbacks=[cb], verbose=False)
+    losses = [e["loss"] for e in fitted.records["metrics"]["train"]]
+    first_fit_best = min(e["loss"] for e in first.records["metrics"]["train"])
+    assert min(losses) > first_fit_best  # without the reset, nothing after epoch 1 would be saved
+    saved, best = [1], losses[0]
+    for epoch, loss in enumerate(losses[1:], start=2):
+        if loss < best:
+            saved.append(epoch)
+            best = loss
+    assert sorted(os.listdir(tmp_path / "b")) == [f"epoch-{e:02d}.pt" for e in saved]
+    assert cb.best == pytest.approx(best)

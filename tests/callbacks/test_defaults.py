@@ -245,3 +245,26 @@ def test_interrupt_is_silent_when_not_verbose(capsys: pytest.CaptureFixture[str]
     fitted = module().fit((x, y), epochs=3, callbacks=[luz.callback(on_train_end=stop)], verbose=False)
     assert capsys.readouterr().err == ""
     assert fitted.records["metrics"]["train"] == []
+
+
+def test_a_compute_returning_a_tensor_is_recorded_as_a_float() -> None:
+    class MeanPred(luz.Metric):
+        abbrev = "MP"
+
+        def __init__(self) -> None:
+            self.total = torch.zeros(())
+            self.n = 0
+
+        def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+            self.total += pred.sum()
+            self.n += pred.numel()
+
+        def compute(self) -> Any:
+            return self.total / self.n  # a 0-dim tensor: a common slip
+
+    x, y = regression_data(64)
+    module = luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD, metrics=[MeanPred()])
+    fitted = module.set_opt_hparams(lr=0.01).fit((x, y), epochs=1, verbose=False)
+    value = fitted.records["metrics"]["train"][0]["mp"]
+    assert type(value) is float
+    assert "mp: " in repr(fitted) and "tensor(" not in repr(fitted)

@@ -82,10 +82,14 @@ class ModelCheckpoint(MonitorCallback):
         ctx = self.context
         value = self.current_value(ctx)
         better = self.is_improvement(value, self.best)
-        if self.save_best_only and not (better or ctx.epoch == 1):
+        first = ctx.epoch == 1  # a new fit: what an earlier fit of this instance saw is history
+        if self.save_best_only and not (better or first):
             return
-        if self.save(self.file_for(ctx.epoch, value)) and better:
-            self.best = value
+        previous = self.best
+        if better or (self.save_best_only and first):
+            self.best = value  # before saving, so the checkpoint holds this callback's new state
+        if not self.save(self.file_for(ctx.epoch, value)):
+            self.best = previous
 
     def save(self, path: Path) -> bool:
         """Write the running fit's checkpoint to ``path`` unless its weights are not finite."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from luz._errors import MetricError, rewrap
 from luz.callbacks.base import Callback
 from luz.callbacks.distributed import log_reduced_metrics
-from luz.metrics.base import Metric
+from luz.metrics.base import Metric, to_metric_value
 
 if TYPE_CHECKING:
     from luz.context import Context
@@ -90,7 +90,7 @@ class Metrics(Callback):
             return
         for name, metric in zip(ctx.metric_names[phase], ctx.metrics[phase], strict=True):
             try:
-                value = metric.compute()
+                value = to_metric_value(metric.compute(), metric.display_name)
             except Exception as error:
                 raise _metric_error(error, metric, "compute", ctx.iter, ctx.epoch, phase) from error
             ctx.log_metric(name, value)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 from luz._distributed import broadcast_object, check_parameters_agree, is_main_process, sum_ints
 from luz._sharding import distributed_sampler
 from luz.callbacks.base import Callback
+from luz.metrics.base import to_metric_value
 
 if TYPE_CHECKING:
     from luz.context import Context
@@ -63,7 +64,7 @@ def log_reduced_metrics(ctx: Context, phase: str, wrap_error: ErrorFactory) -> N
     for name, metric in zip(ctx.metric_names[phase], ctx.metrics[phase], strict=True):
         try:
             metric.sync()
-            value = metric.compute()
+            value = to_metric_value(metric.compute(), metric.display_name)
         except Exception as error:
             raise wrap_error(error, metric, "compute", ctx.iter, ctx.epoch, phase) from error
         values.append((name, value))

@@ -144,14 +144,24 @@ class Mixup(Callback):
         self.run_valid: bool = bool(run_valid)
         self.auto_loss: bool = bool(auto_loss)
         self._saved_loss: Any = None
+        self._distribution: torch.distributions.Beta | None = None
+        self._distribution_device: torch.device | None = None
+
+    def _beta(self, device: torch.device) -> torch.distributions.Beta:
+        # Built once per device: constructing it (with argument validation) reads values back
+        # to the host, a sync per batch on a GPU; sampling does not.
+        if self._distribution is None or self._distribution_device != device:
+            alpha = torch.tensor(self.alpha, device=device)
+            self._distribution = torch.distributions.Beta(alpha, alpha, validate_args=False)
+            self._distribution_device = device
+        return self._distribution
 
     def _mix(self) -> None:
         ctx = self.context
         x = ctx.input
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"Mixup needs a tensor input, got {type(x).__name__}.")
-        alpha = torch.tensor(self.alpha, device=x.device)
-        w = torch.distributions.Beta(alpha, alpha).sample((x.shape[0],))
+        w = self._beta(x.device).sample((x.shape[0],))
         w = torch.maximum(w, 1 - w)
         ctx.input, ctx.target = mixup(x, ctx.target, w)
 

@@ -263,3 +263,38 @@ def as_metric_set(value: object) -> MetricSet:
     if isinstance(value, MetricSet):
         return value
     return MetricSet(metrics=value)
+
+
+def to_metric_value(value: Any, name: str = "metric") -> MetricValue:
+    """Convert what a ``compute()`` returned to a float or a flat dict of floats.
+
+    Tensors are read back (the one host sync of a phase): a one-element tensor becomes a float,
+    a larger one ``{"0": v0, "1": v1, ...}`` (``"i_j"`` keys for 2-d). Numbers become floats.
+    """
+    if isinstance(value, dict):
+        out: dict[str, float] = {}
+        for key, item in value.items():
+            converted = to_metric_value(item, name)
+            if isinstance(converted, dict):
+                out.update({f"{key}_{k}": v for k, v in converted.items()})
+            else:
+                out[str(key)] = converted
+        return out
+    if isinstance(value, torch.Tensor):
+        if value.numel() == 1:
+            return float(value.item())
+        host = value.detach().to("cpu", torch.float64)
+        return {"_".join(map(str, index)): float(host[index]) for index in _indices(host.shape)}
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(
+        f"{name}.compute() returned {type(value).__name__}; luz records a number, a tensor or a "
+        "dict of them. Wrap the metric in a luz.Metric whose compute() returns one of those."
+    )
+
+
+def _indices(shape: torch.Size) -> list[tuple[int, ...]]:
+    grid: list[tuple[int, ...]] = [()]
+    for size in shape:
+        grid = [(*index, i) for index in grid for i in range(size)]
+    return grid

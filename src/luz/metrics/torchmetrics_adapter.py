@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from luz.metrics.base import Metric, MetricValue
+from luz.metrics.base import Metric, MetricValue, to_metric_value
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -70,7 +70,7 @@ class TorchMetric(Metric):
         if self._synced is not None:
             return self._synced
         try:
-            value = to_python(self.metric.compute(), type(self.metric).__name__)
+            value = to_metric_value(self.metric.compute(), type(self.metric).__name__)
         finally:
             synced, self._switch.on = self._switch.on, False
         if synced:
@@ -103,34 +103,3 @@ class _SyncSwitch:
 
     def __call__(self) -> bool:
         return self.on and torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def to_python(value: Any, name: str = "metric") -> MetricValue:
-    """Convert a torchmetrics result to a float or a flat dict of floats (the one host sync)."""
-    if isinstance(value, dict):
-        out: dict[str, float] = {}
-        for key, item in value.items():
-            converted = to_python(item, name)
-            if isinstance(converted, dict):
-                out.update({f"{key}_{k}": v for k, v in converted.items()})
-            else:
-                out[str(key)] = converted
-        return out
-    if isinstance(value, torch.Tensor):
-        if value.numel() == 1:
-            return float(value.item())
-        host = value.detach().to("cpu", torch.float64)
-        return {"_".join(map(str, index)): float(host[index]) for index in _indices(host.shape)}
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    raise TypeError(
-        f"{name}.compute() returned {type(value).__name__}; luz records a number, a tensor or a "
-        "dict of them. Wrap the metric in a luz.Metric whose compute() returns one of those."
-    )
-
-
-def _indices(shape: torch.Size) -> list[tuple[int, ...]]:
-    grid: list[tuple[int, ...]] = [()]
-    for size in shape:
-        grid = [(*index, i) for index in grid for i in range(size)]
-    return grid
