@@ -76,7 +76,8 @@ def as_dataloader(x: Any, **options: Any) -> DataLoader[Any]:
     NumPy array (batches are 1-tuples ``(x,)``), and a tuple/list of tensors or arrays with the
     same first dimension (batches are tuples). Defaults: ``batch_size=32``, no shuffling; other
     ``options`` go to `DataLoader`. Floating NumPy arrays become tensors of torch's default
-    float type. Register your own types with ``@luz.as_dataloader.register``.
+    float type. Register your own types with ``@luz.as_dataloader.register``; a converter takes
+    ``(x, **options)`` (inside ``fit`` the training loader passes ``shuffle`` and ``drop_last``).
 
     Raises:
         TypeError: unsupported type.
