@@ -188,8 +188,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, choices=sorted(CONFIGS), action="append")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--same-process",
+        type=int,
+        metavar="PAIRS",
+        help="instead: alternate the hand-written DataLoader loop and pyluz on it PAIRS times in "
+        "one process (1 epoch each), which removes process-to-process variance",
+    )
     args = parser.parse_args()
     batches = args.batch or sorted(CONFIGS)
+
+    if args.same_process:
+        for batch in batches:
+            same_process(batch, args.same_process)
+        return
 
     if args.variant:  # a child process: one run, JSON on stdout
         print(json.dumps(run_variant(args.variant, batches[0], args.epochs)))
@@ -220,6 +232,19 @@ def main() -> None:
         report(batch, results, key="cpu_sec_per_step")
     times = import_time()
     print(f"\nimport torch: {times['torch']:.3f} s; import luz after torch: +{times['luz']:.3f} s")
+
+
+def same_process(batch: int, pairs: int) -> None:
+    """Alternate ``dataloader`` and ``luz_dataloader`` in this process and print medians."""
+    times: dict[str, list[float]] = {"dataloader": [], "luz_dataloader": []}
+    for _ in range(pairs):
+        for variant in times:
+            times[variant].append(run_variant(variant, batch, 1)["sec_per_step"])
+    base = statistics.median(times["dataloader"])
+    print(f"\nbatch {batch}, one process, {pairs} alternating pairs (1 epoch each)")
+    for variant, values in times.items():
+        m = statistics.median(values)
+        print(f"{variant:<16}{m * 1e3:>9.3f} ms/step (median) {m / base:>6.3f}x  min {min(values) * 1e3:.3f}")
 
 
 def report(batch: int, results: dict[str, list[dict[str, Any]]], key: str = "sec_per_step") -> None:
