@@ -22,43 +22,10 @@ import os
 import tempfile
 
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
+from digits import DigitsCNN, load_data  # the model and data of examples/digits.py
 from torch import nn
-from torch.nn import functional as F
 
 import luz
-
-
-class DigitsCNN(nn.Module):
-    """Two conv layers, dropout and two linear layers (luz's MNIST CNN, sized for 8x8 images)."""
-
-    def __init__(self, num_classes: int = 10) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, kernel_size=3, padding=1)
-        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
-        self.dropout1 = nn.Dropout(0.25)
-        self.dropout2 = nn.Dropout(0.5)
-        self.fc1 = nn.Linear(64 * 4 * 4, 128)
-        self.fc2 = nn.Linear(128, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.conv1(x))
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = self.dropout1(torch.flatten(x, 1))
-        x = self.dropout2(F.relu(self.fc1(x)))
-        return self.fc2(x)
-
-
-def load_data(seed: int = 0) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """Digits as (N, 1, 8, 8) float images scaled to [0, 1] and int64 labels: train and test."""
-    digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    labels = torch.tensor(digits.target, dtype=torch.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        images, labels, test_size=0.2, random_state=seed, stratify=labels
-    )
-    return (x_train, y_train), (x_test, y_test)
 
 
 def main() -> None:

@@ -16,8 +16,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
+from digits import load_data  # the data split of examples/digits.py
 from sklearn.neighbors import KNeighborsClassifier
 from torch import nn
 
@@ -55,17 +54,6 @@ class Autoencoder(nn.Module):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """What ``fitted.predict`` returns: the code, not the reconstruction."""
         return self.encoder(x)
-
-
-def load_data(seed: int = 0) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """Digits as (N, 1, 8, 8) images in [0, 1] and their labels: train and test."""
-    digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    labels = torch.tensor(digits.target, dtype=torch.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        images, labels, test_size=0.2, random_state=seed, stratify=labels
-    )
-    return (x_train, y_train), (x_test, y_test)
 
 
 def main() -> None:

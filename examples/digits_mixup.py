@@ -17,8 +17,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
+from digits import load_data  # the data split of examples/digits.py
 from torch import nn
 from torch.nn import functional as F
 
@@ -40,17 +39,6 @@ class DigitsCNN(nn.Module):
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         x = F.relu(self.fc1(torch.flatten(x, 1)))
         return self.fc2(x)
-
-
-def load_data(seed: int = 0) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """Digits as (N, 1, 8, 8) float images scaled to [0, 1] and int64 labels: train and test."""
-    digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    labels = torch.tensor(digits.target, dtype=torch.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        images, labels, test_size=0.2, random_state=seed, stratify=labels
-    )
-    return (x_train, y_train), (x_test, y_test)
 
 
 def main() -> None:
