@@ -415,8 +415,13 @@ class Context:
         if self._model is not None:
             unbind_context(self._model)
         self._forward_model = None  # the DDP wrapper: nothing may keep it past the run
-        for cb in self._callbacks:
-            cb.ctx = None
+        callbacks, self._callbacks = self._callbacks, []
+        try:
+            for cb in callbacks:
+                cb.teardown()
+        finally:
+            for cb in callbacks:
+                cb.ctx = None
         self._callbacks = []
         self._runner = None
         self._optimizers = {}

@@ -7,7 +7,6 @@ from typing import Any
 import torch
 
 from luz.callbacks.base import Callback
-from luz.context import Context
 
 
 class MixedPrecision(Callback):
@@ -42,19 +41,10 @@ class MixedPrecision(Callback):
         self.scaler: torch.amp.GradScaler | None = None
         self._autocast: torch.autocast | None = None
         self._pending_state: dict[str, Any] | None = None
-        self._ctx: Context | None = None
 
-    # `ctx` is set when a run starts and reset to None when it ends (`Context.clean`), whatever
-    # the outcome: the one place to close an autocast window that an error left open.
-    @property
-    def ctx(self) -> Context | None:
-        return self._ctx
-
-    @ctx.setter
-    def ctx(self, value: Context | None) -> None:
-        if value is None:
-            self._close()
-        self._ctx = value
+    def teardown(self) -> None:
+        """Close an autocast window that an error left open."""
+        self._close()
 
     def on_fit_begin(self) -> None:
         ctx = self.context

@@ -31,6 +31,11 @@ class Callback:
     weight: ClassVar[float] = 0.0
     ctx: Context | None = None
 
+    def teardown(self) -> None:
+        """Called once when a run ends, whether it returned or raised (not a breakpoint: no
+        context, no ``no_grad``). Override it to release what the callback holds for the run,
+        such as a signal handler or an autocast window."""
+
     @property
     def context(self) -> Context:
         """``self.ctx``, asserted present (for type checkers)."""

@@ -14,7 +14,7 @@ from luz.callbacks.distributed import log_reduced_metrics
 from luz.metrics.base import Metric, to_metric_value
 
 if TYPE_CHECKING:
-    from luz.context import Context
+    pass
 
 
 class TrainValid(Callback):
@@ -159,22 +159,13 @@ class Interrupt(Callback):
     """
 
     def __init__(self) -> None:
-        self._ctx: Context | None = None
         self._previous: Any = None
         self._installed = False
         self.terminated = False  # whether a SIGTERM arrived during the current fit
 
-    # `ctx` is reset to None when a run ends (`Context.clean`), whatever the outcome: the one
-    # place to put the previous SIGTERM handler back.
-    @property
-    def ctx(self) -> Context | None:
-        return self._ctx
-
-    @ctx.setter
-    def ctx(self, value: Context | None) -> None:
-        if value is None:
-            self._restore()
-        self._ctx = value
+    def teardown(self) -> None:
+        """Put the previous SIGTERM handler back, however the run ended."""
+        self._restore()
 
     def on_fit_begin(self) -> None:
         self.terminated = False
