@@ -340,3 +340,29 @@ def test_runs_exit_cleanly(tmp_path: Path) -> None:
     # torch 2.13 + Gloo a careless teardown aborts about one exit in three.
     for _ in range(3):
         assert_ok(torchrun(_SMALL, tmp_path))
+
+
+_TRAINING_CALLBACKS = (
+    _FIT
+    + """
+lrs = []
+callbacks = [
+    luz.callbacks.GradientClip(max_norm=0.5),
+    luz.callbacks.LRScheduler(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5),
+    luz.callbacks.MixedPrecision(),
+    luz.callback(on_epoch_begin=lambda ctx: lrs.append(ctx.opt.param_groups[0]["lr"])),
+]
+fitted = classifier().fit((x, y), epochs=3, valid_data=(xv, yv), callbacks=callbacks, verbose=False,
+                          dataloader_options={"batch_size": 4})
+dump("training", {"lrs": lrs, "weight": fitted.model.weight.tolist(),
+                  "valid": fitted.records["metrics"]["valid"]})
+"""
+)
+
+
+def test_clipping_scheduling_and_mixed_precision_under_ddp(tmp_path: Path) -> None:
+    assert_ok(torchrun(_TRAINING_CALLBACKS, tmp_path))
+    ranks = [load(tmp_path, "training", rank) for rank in (0, 1)]
+    assert ranks[0] == ranks[1]  # same schedule, same (clipped, bf16-autocast) model, same records
+    assert ranks[0]["lrs"] == pytest.approx([0.1, 0.05, 0.025])
+    assert len(ranks[0]["valid"]) == 3
