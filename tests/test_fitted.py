@@ -10,44 +10,8 @@ import torch
 from torch import nn
 
 import luz
+from luz.metrics import MAE, MSE, RMSE
 from tests.conftest import Linear, regression_data
-
-
-class MAE(luz.Metric):
-    abbrev = "MAE"
-
-    def __init__(self) -> None:
-        self.total = torch.zeros((), dtype=torch.float64)
-        self.count = 0
-
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        self.total += (pred - target).abs().sum()
-        self.count += target.numel()
-
-    def compute(self) -> float:
-        return self.total.item() / self.count
-
-
-class MSE(luz.Metric):
-    abbrev = "MSE"
-
-    def __init__(self) -> None:
-        self.total = torch.zeros((), dtype=torch.float64)
-        self.count = 0
-
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        self.total += (pred - target).pow(2).sum()
-        self.count += target.numel()
-
-    def compute(self) -> float:
-        return self.total.item() / self.count
-
-
-class RMSE(MSE):
-    abbrev = "RMSE"
-
-    def compute(self) -> float:
-        return math.sqrt(super().compute())
 
 
 @pytest.fixture
