@@ -95,6 +95,28 @@ def test_loss_average_bare_tensor_and_several_optimizers() -> None:
     assert several.compute() == pytest.approx({"gen": 2.0, "disc": 20.0})
 
 
+def test_loss_average_folds_many_batches_exactly() -> None:
+    # More batches than FOLD_EVERY, ending mid-fold, read mid-way too (as a progress bar does).
+    values = torch.rand(3 * LossAverage.FOLD_EVERY + 5, generator=torch.Generator().manual_seed(0))
+    metric = LossAverage()
+    for i, value in enumerate(values):
+        metric.ctx = _ctx({"opt": value})
+        metric.update(None, None)
+        if i == 70:
+            assert metric.compute() == pytest.approx(values[:71].double().mean().item(), rel=1e-12)
+    assert metric.compute() == pytest.approx(values.double().mean().item(), rel=1e-12)
+    assert metric.counts == {"opt": len(values)}
+
+
+def test_loss_average_keeps_no_graph() -> None:
+    weight = torch.ones((), requires_grad=True)
+    metric = LossAverage()
+    metric.ctx = _ctx({"opt": weight * 2.0})  # a custom step may store the loss with its graph
+    metric.update(None, None)
+    assert not any(t.requires_grad for t in metric._pending["opt"])
+    assert metric.compute() == pytest.approx(2.0)
+
+
 def test_metric_set_phases_and_duplicate_names() -> None:
     # R row 45 names, and the documented `_2` suffix for duplicates (R row 44).
     ms = luz.MetricSet(metrics=[MAE()], train=[MSE()], valid=[RMSE()])

@@ -140,31 +140,56 @@ class LossAverage(Metric):
     optimizers ``compute`` returns ``{optimizer name: mean}``. Across the processes of a
     distributed run the batch-loss sums and batch counts are added up, so the value is the mean
     over every rank's batches.
+
+    Per batch, ``update`` only keeps a reference to the (detached) batch loss; every
+    `FOLD_EVERY` batches the kept losses are summed in float64 with one stacked operation, so
+    the mean stays exact over long epochs without a tensor operation (or a CUDA kernel launch)
+    per step.
     """
 
     abbrev = "Loss"
     dist_reduce: ClassVar[dict[str, str]] = {"sums": "sum", "counts": "sum"}
+    FOLD_EVERY: ClassVar[int] = 64
+    """How many batch losses are kept before they are added into the float64 sums."""
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.counts: dict[str, int] = {}
+        self._pending: dict[str, list[torch.Tensor]] = {}
 
     def update(self, pred: Any, target: Any) -> None:
         loss = self.ctx.loss if self.ctx is not None else {}
         items = loss.items() if isinstance(loss, dict) else [("opt", loss)]
         for name, value in items:
-            value = value.detach()
-            total = self.sums.get(name)
-            if total is None:
-                # float64 keeps the mean exact over long epochs; MPS has no float64.
-                dtype = torch.float32 if value.device.type == "mps" else torch.float64
-                self.sums[name] = value.to(dtype=dtype, copy=True)
-                self.counts[name] = 1
-            else:
-                total += value  # in place: no allocation, no sync
-                self.counts[name] += 1
+            pending = self._pending.get(name)
+            if pending is None:
+                pending = self._pending[name] = []
+            # A custom step may store a loss that still has its graph: keep only the value.
+            pending.append(value.detach() if value.requires_grad else value)
+            if len(pending) >= self.FOLD_EVERY:
+                self._fold(name, pending)
+
+    def _fold(self, name: str, pending: list[torch.Tensor]) -> None:
+        first = pending[0]
+        # float64 keeps the mean exact over long epochs; MPS has no float64.
+        dtype = torch.float32 if first.device.type == "mps" else torch.float64
+        batch_sum = torch.stack(pending).sum(dtype=dtype)
+        total = self.sums.get(name)
+        self.sums[name] = batch_sum if total is None else total + batch_sum
+        self.counts[name] = self.counts.get(name, 0) + len(pending)
+        pending.clear()
+
+    def _fold_all(self) -> None:
+        for name, pending in self._pending.items():
+            if pending:
+                self._fold(name, pending)
+
+    def sync(self) -> None:
+        self._fold_all()
+        super().sync()
 
     def compute(self) -> MetricValue:
+        self._fold_all()
         means = {name: total.item() / self.counts[name] for name, total in self.sums.items()}
         if len(means) == 1:
             return next(iter(means.values()))
