@@ -261,7 +261,7 @@ def test_dataloader_options_are_used() -> None:
 
 def test_dataloader_options_with_dataloader_data_is_an_error() -> None:
     x, y = regression_data()
-    with pytest.raises(ValueError, match="already a DataLoader"):
+    with pytest.raises(ValueError, match="already a dataloader"):
         sgd_module().fit(
             luz.as_dataloader((x, y)), epochs=1, dataloader_options={"batch_size": 2}, verbose=False
         )

@@ -39,12 +39,22 @@ def test_a_loss_that_needs_no_target_trains_on_bare_tensors() -> None:
     assert len(fitted.records["metrics"]["train"]) == 1
 
 
-def test_dataloader_of_bare_tensors_is_a_clear_error() -> None:
+def test_dataloader_of_bare_tensors_needs_a_target_for_the_loss() -> None:
     x, _ = regression_data(64)
     loader = DataLoader(x, batch_size=16)  # yields (16, 10) tensors, not tuples
-    with pytest.raises(TypeError, match=r"got a bare tensor of shape \(16, 10\)") as info:
+    with pytest.raises(ValueError, match=r"no target: it is a tensor of shape \(16, 10\)") as info:
         mse_module().fit(loader, epochs=1, verbose=False)
     assert "(input, target, ...)" in str(info.value)
+
+
+def test_dataloader_of_bare_tensors_predicts_and_trains_a_targetless_loss() -> None:
+    # A bare-tensor batch is the input (SPEC §2: predict uses element 0 of a tuple batch).
+    x, _ = regression_data(64)
+    loader = DataLoader(x, batch_size=16)
+    fitted = mse_module(loss=lambda pred, target: pred.pow(2).mean()).fit(loader, epochs=1, verbose=False)
+    preds = fitted.predict(loader)
+    with torch.no_grad():
+        assert torch.equal(preds, fitted.model(x))
 
 
 class DictData(Dataset[dict[str, torch.Tensor]]):

@@ -33,7 +33,10 @@ def _combine(base: type[Exception], original: type[BaseException]) -> type[Excep
     if issubclass(original, base) or not issubclass(original, Exception):
         return base
     try:
-        return type(original.__name__, (base, original), {"__module__": original.__module__})
+        # BaseException's __str__: the message as given (KeyError would quote it, and types
+        # such as UnicodeDecodeError would format fields that are not set here).
+        namespace = {"__module__": original.__module__, "__str__": BaseException.__str__}
+        return type(original.__name__, (base, original), namespace)
     except TypeError:  # incompatible layouts (e.g. OSError subclasses): keep the luz type
         return base
 
@@ -45,6 +48,9 @@ def rewrap(error: BaseException, message: str, base: type[Exception]) -> Excepti
     """
     text = f"{message}: {error}" if str(error) else message
     try:
-        return _combined(base, type(error))(text)
+        wrapped = _combined(base, type(error))(text)
+        if str(wrapped) == text:
+            return wrapped
     except Exception:  # some exception types cannot be built from a message alone
-        return base(text)
+        pass
+    return base(text)

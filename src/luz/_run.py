@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -39,7 +40,9 @@ def default_verbose() -> bool:
 
 
 def parse_epochs(epochs: object) -> tuple[int, int]:
-    """``n`` -> ``(0, n)``; ``(min, max)`` -> itself; anything else is a ``ValueError``."""
+    """``n`` -> ``(0, n)``; ``(min, max)`` -> itself; anything else is a ``ValueError``.
+
+    Counts are non-negative ints (NumPy integers too); floats such as ``10.0`` are refused."""
 
     def is_count(x: object) -> bool:
         return isinstance(x, numbers.Integral) and not isinstance(x, bool) and int(x) >= 0
@@ -91,6 +94,11 @@ def resolve_step(model: nn.Module, ctx: Context) -> Callable[[], None]:
 def _new_context(verbose: bool | None, accelerator: Accelerator | None, callbacks: list[Any]) -> Context:
     if accelerator is not None and not isinstance(accelerator, Accelerator):
         raise TypeError(f"`accelerator` must be a luz.Accelerator, got {type(accelerator).__name__}.")
+    if verbose is not None and not isinstance(verbose, bool | np.bool_):
+        raise TypeError(
+            f"`verbose` must be True, False or None (show progress on a terminal or in a notebook), "
+            f"got {verbose!r} ({type(verbose).__name__})."
+        )
     acc = accelerator or Accelerator()
     show = default_verbose() if verbose is None else bool(verbose)
     ctx = Context(verbose=show and acc.is_main_process, accelerator=acc)  # distributed: rank 0 prints
@@ -155,6 +163,7 @@ def run_fit(
         ctx.data = ctx.train_data
         ctx.max_epochs = max_epochs
         ctx.min_epochs = min_epochs
+        ctx.training = True  # as in luz: a fit is in training mode from its start
         fit_loop(ctx, resolve_step(model, ctx))
         return Fitted(
             model,

@@ -91,6 +91,8 @@ class Context:
     stop_requested: StopTraining | None
     """Distributed fits: a `StopTraining` raised on this rank, held until the next agreement
     point (after ``on_fit_begin`` and after each epoch), where every rank stops if any asked."""
+    epoch_end_actions: list[Callable[[], None]]
+    """Actions run after every callback's ``on_epoch_end`` (see `after_epoch_end`)."""
 
     def __init__(self, *, verbose: bool = False, accelerator: Accelerator | None = None) -> None:
         self.verbose = verbose
@@ -125,6 +127,7 @@ class Context:
         self.opt_hparams = {}
         self.buffers = {}
         self.stop_requested = None
+        self.epoch_end_actions = []
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Context:
         # A deep copy of the bound model (an EMA or best-model snapshot, say) shares the run's
@@ -275,12 +278,14 @@ class Context:
 
     @property
     def input(self) -> Any:
-        """The first element of ``batch`` (or its ``"input"``/``"x"`` entry for a dict batch);
-        setting it replaces that element."""
+        """The first element of ``batch`` (its ``"input"``/``"x"`` entry for a dict batch, the
+        batch itself for a loader that yields bare tensors); setting it replaces that element."""
         batch = self.batch
         if type(batch) is tuple or type(batch) is list:  # the common case, checked cheaply
             return batch[0]
-        if isinstance(batch, Mapping | torch.Tensor):
+        if isinstance(batch, torch.Tensor):  # a loader of bare tensors: the batch is the input
+            return batch
+        if isinstance(batch, Mapping):
             return _dict_entry(batch, INPUT_KEYS, required=True)
         return batch[0]
 
@@ -291,11 +296,13 @@ class Context:
     @property
     def target(self) -> Any:
         """The second element of ``batch`` (or its ``"target"``/``"y"`` entry for a dict batch;
-        ``None`` if there is none)."""
+        ``None`` if there is none, as for a bare-tensor batch)."""
         batch = self.batch
         if type(batch) is tuple or type(batch) is list:  # the common case, checked cheaply
             return batch[1] if len(batch) > 1 else None
-        if isinstance(batch, Mapping | torch.Tensor):
+        if isinstance(batch, torch.Tensor):
+            return None
+        if isinstance(batch, Mapping):
             return _dict_entry(batch, TARGET_KEYS, required=False)
         return batch[1] if len(batch) > 1 else None
 
@@ -326,6 +333,12 @@ class Context:
 
         check_breakpoint_name(name)
         self.fire(name)
+
+    def after_epoch_end(self, action: Callable[[], None]) -> None:
+        """Run ``action()`` at each epoch end of this fit, after every callback's
+        ``on_epoch_end`` (not at skipped or abandoned epochs). `AutoResume` uses it to save a
+        state that includes what later callbacks did at the epoch end."""
+        self.epoch_end_actions.append(action)
 
     def fire(self, name: str) -> None:
         """Fire a breakpoint without validating the name (the loop's fast path).
@@ -428,6 +441,7 @@ class Context:
         self._opt = None
         self.data = self.train_data = self.valid_data = None
         self.batch = self.pred = self.loss_grad = None
+        self.epoch_end_actions = []
         self.loss = {}
         self.metrics = {"train": [], "valid": []}
         self.buffers = {}
@@ -512,6 +526,8 @@ def _replace(batch: Any, index: int, value: Any) -> Any:
         keys = INPUT_KEYS if index == 0 else TARGET_KEYS
         key = next((k for k in keys if k in batch), keys[0])
         return {**batch, key: value}
+    if isinstance(batch, torch.Tensor):  # a bare-tensor batch is its input
+        return value if index == 0 else (batch, value)
     items = list(batch)
     while len(items) <= index:
         items.append(None)

@@ -95,6 +95,8 @@ def _epoch(ctx: Context, step: Step, reached_end: list[bool]) -> None:
         _valid(ctx, step)
     reached_end[0] = True
     fire("on_epoch_end")
+    for action in ctx.epoch_end_actions:
+        action()
 
 
 def _train(ctx: Context, step: Step) -> None:

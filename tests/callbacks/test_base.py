@@ -54,9 +54,23 @@ def test_weights_order_user_callbacks_around_defaults() -> None:
     def after(ctx: luz.Context) -> None:
         seen["after"] = ctx.training
 
-    # TrainValid (weight 0, a default) sets ctx.training at on_train_begin
-    fit([luz.callback(on_train_begin=after), luz.callback(on_train_begin=before, weight=-1)])
-    assert seen == {"before": False, "after": True}
+    # TrainValid (weight 0, a default) sets ctx.training to False at on_valid_begin
+    fit([luz.callback(on_valid_begin=after), luz.callback(on_valid_begin=before, weight=-1)], valid_data=0.25)
+    assert seen == {"before": True, "after": False}
+
+
+def test_a_fit_is_in_training_mode_from_its_start() -> None:
+    # R luz sets ctx$training before the loop: on_fit_begin and epoch 1's begin see True.
+    seen: list[tuple[str, bool]] = []
+    fit(
+        [
+            luz.callback(
+                on_fit_begin=lambda ctx: seen.append(("fit", ctx.training)),
+                on_epoch_begin=lambda ctx: seen.append(("epoch", ctx.training)),
+            )
+        ]
+    )
+    assert seen == [("fit", True), ("epoch", True)]
 
 
 def test_hooks_run_without_grad() -> None:
@@ -118,7 +132,7 @@ def test_callback_shortcut_validation() -> None:
 
 
 def test_check_callbacks_messages() -> None:
-    with pytest.raises(TypeError, match="Did you forget to instantiate it\\? Pass Named\\(\\)"):
+    with pytest.raises(TypeError, match="did you forget to instantiate it\\? Pass Named\\(\\)"):
         check_callbacks([Named])
     with pytest.raises(TypeError, match="index 1"):
         check_callbacks([luz.callbacks.Profile(), lambda: None])

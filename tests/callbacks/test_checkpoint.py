@@ -171,6 +171,29 @@ def test_keep_best_model_also_restores_the_optimizer() -> None:
         assert torch.equal(seen["after"][key], value)
 
 
+def test_keep_best_model_also_restores_callback_states() -> None:
+    # inventory §5.10: model, optimizer and callback states go back to the best epoch.
+    class Count(luz.Callback):
+        def __init__(self) -> None:
+            self.epochs = 0
+
+        def on_epoch_end(self) -> None:
+            self.epochs += 1
+
+        def state_dict(self) -> dict[str, Any]:
+            return {"epochs": self.epochs}
+
+        def load_state_dict(self, state: dict[str, Any]) -> None:
+            self.epochs = state["epochs"]
+
+    count = Count()
+    x, y = torch.ones(100, 1), torch.zeros(100, 1)
+    luz.setup(Scalar, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.01).fit(
+        (x, y), epochs=5, callbacks=[count, KeepBestModel(monitor="train_loss", mode="max")], verbose=False
+    )
+    assert count.epochs == 1  # the best (worst-loss) epoch was the first
+
+
 def test_a_reused_save_best_only_checkpoint_starts_over_each_fit(tmp_path: Path) -> None:
     x, y = regression_data(100)
     cb = ModelCheckpoint(str(tmp_path / "a") + "/", monitor="train_loss", save_best_only=True)

@@ -77,9 +77,20 @@ def test_mixup_loss_restores_reduction_on_error() -> None:
 
 def test_mixup_loss_checks() -> None:
     with pytest.raises(TypeError, match="loss module"):
-        luz.MixupLoss(F.cross_entropy)  # type: ignore[arg-type]
+        luz.MixupLoss("cross_entropy")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="loss module"):
+        luz.MixupLoss(nn.CrossEntropyLoss)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="reduction"):
         luz.MixupLoss(nn.Identity())
+
+
+def test_mixup_loss_of_a_loss_function_equals_the_module_version() -> None:
+    pred = torch.randn(8, 4)
+    y1, y2 = torch.randint(0, 4, (8,)), torch.randint(0, 4, (8,))
+    target = luz.MixupTarget(ys=(y1, y2), weight=torch.rand(8))
+    functional = luz.MixupLoss(F.cross_entropy)
+    assert torch.equal(functional(pred, target), luz.MixupLoss(nn.CrossEntropyLoss())(pred, target))
+    assert torch.equal(functional(pred, y1), F.cross_entropy(pred, y1))
 
 
 def _fit(
@@ -148,16 +159,18 @@ def test_auto_loss_with_run_valid() -> None:
     assert targets and all(isinstance(t, luz.MixupTarget) for t in targets)
 
 
-def test_auto_loss_needs_a_loss_module() -> None:
+def test_auto_loss_needs_a_loss_that_takes_reduction() -> None:
     with pytest.raises(TypeError, match="auto_loss"):
-        _fit((10,), 3, [Mixup(auto_loss=True)], F.cross_entropy)
+        _fit((10,), 3, [Mixup(auto_loss=True)], lambda pred, target: F.cross_entropy(pred, target))
+    fitted = _fit((10,), 3, [Mixup(auto_loss=True)], F.cross_entropy)  # a function with reduction=
+    assert len(fitted.records["metrics"]["train"]) == 1
 
 
 def test_mixup_arguments() -> None:
     with pytest.raises(ValueError, match="`alpha`"):
         Mixup(alpha=0)
-    with pytest.raises(TypeError):
-        Mixup(0.4, True)  # type: ignore[misc]
+    positional = Mixup(0.2, True, True)  # SPEC §3: Mixup(alpha=0.4, run_valid=False, auto_loss=False)
+    assert (positional.alpha, positional.run_valid, positional.auto_loss) == (0.2, True, True)
 
 
 def test_auto_loss_with_an_unreduced_loss_validates() -> None:

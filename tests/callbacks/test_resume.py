@@ -314,6 +314,21 @@ def test_resume_from_checkpoint_directory(tmp_path: Path) -> None:
     assert len(fitted.records["metrics"]["train"]) == 1  # records not restored by default
 
 
+def test_resume_from_a_directory_takes_the_last_file_in_sorted_order(tmp_path: Path) -> None:
+    # inventory §5.18: the last file of the sorted listing, not the newest by time.
+    _linear_fit([ModelCheckpoint(str(tmp_path) + "/", monitor="train_loss")], epochs=10)
+    _linear_fit([ModelCheckpoint(str(tmp_path) + "/", monitor="train_loss")], epochs=3)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names[-1].startswith("epoch-10-")
+    assert ResumeFromCheckpoint(tmp_path).resolve() == tmp_path / names[-1]
+
+
+def test_resume_from_a_missing_path_warns_when_made(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="no checkpoint"):
+        callback = ResumeFromCheckpoint(tmp_path / "nothing.pt")
+    assert callback.resolve() is None
+
+
 def test_resume_from_a_missing_checkpoint_warns_and_trains(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="no checkpoint"):
         fitted = _linear_fit([ResumeFromCheckpoint(tmp_path / "nothing.pt")], epochs=1)
@@ -341,9 +356,92 @@ def test_lr_schedule_continues_across_a_resume(tmp_path: Path) -> None:
     crashed, resumed = run(fail_at=5), run(fail_at=11)
     expected = [0.01 * 0.1**e for e in range(10)]
     assert crashed == pytest.approx(expected[:4])
-    # skipped epochs 1-4 see the fresh optimizer; state is restored at the end of epoch 4's begin
-    assert resumed[4:] == pytest.approx(expected[4:], rel=1e-12)
-    assert resumed[4] == pytest.approx(1e-6)
+    # R row 25: the state is loaded at on_fit_begin, so the skipped epochs 1-4 already see the
+    # restored learning rate: 1e-6 five times, then 1e-7 ... 1e-11.
+    assert resumed == pytest.approx([1e-6] * 4 + expected[4:], rel=1e-12)
+
+
+class InfCrash(luz.Callback):
+    """R's `interrupt` callback: weight inf, fails once at the end of epoch 5."""
+
+    weight = float("inf")
+
+    def __init__(self) -> None:
+        self.failed = False
+        self.metrics: Any = None
+
+    def on_epoch_end(self) -> None:
+        if self.context.epoch == 5 and not self.failed:
+            self.failed = True
+            self.metrics = self.context.get_metrics_df()
+            raise RuntimeError("Error on epoch 5")
+
+
+def test_r_row_20_skipped_epochs_see_the_saved_state(tmp_path: Path) -> None:
+    # The crash comes after AutoResume's own write (both weight inf, AutoResume first): epoch 5
+    # is saved, and every skipped epoch starts from the weights and optimizer at its end.
+    class EndWeights(Snapshot):
+        def on_epoch_end(self) -> None:
+            self.begin[self.context.epoch] = self._state()
+
+    auto, crash, first = AutoResume(tmp_path / "state.pt"), InfCrash(), EndWeights()
+    with pytest.raises(RuntimeError, match="Error on epoch 5"):
+        _linear_fit([first, auto, crash])
+    assert read_checkpoint(tmp_path / "state.pt")["epoch"] == 5
+    second = Snapshot()
+    resumed = _linear_fit([second, auto, crash])
+    metrics = resumed.get_metrics()
+    assert len(metrics) == 10
+    assert metrics.iloc[:5].reset_index(drop=True).equals(crash.metrics.reset_index(drop=True))
+    for epoch in range(1, 6):
+        assert_identical(first.begin[5], second.begin[epoch], f"epoch {epoch}")
+
+
+def test_r_row_22_a_later_inf_callback_is_saved_before_its_hook(tmp_path: Path) -> None:
+    # list(autoresume, cb_state, inter), all weight inf: AutoResume writes epoch 5 before the
+    # counter's increment and the crash; the resumed run ends at 10 (R's expectation).
+    auto, crash = AutoResume(tmp_path / "state.pt"), InfCrash()
+    crashed = Counter()
+    with pytest.raises(RuntimeError):
+        _linear_fit([auto, crashed, crash])
+    resumed = Counter()
+    _linear_fit([auto, resumed, crash])
+    assert (crashed.i, resumed.i) == (6, 10)
+
+
+class ResumeOrder(luz.Callback):
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def on_fit_begin(self) -> None:
+        self.seen = [type(cb).__name__ for cb in self.context.callbacks]
+
+
+def test_auto_resume_keeps_the_callback_order(tmp_path: Path) -> None:
+    # SPEC §3: a stable sort by weight, defaults first, then the user's list order.
+    order = ResumeOrder()
+    _linear_fit([AutoResume(tmp_path / "state.pt"), Counter(), order], epochs=1)
+    assert order.seen[-3:] == ["ResumeOrder", "AutoResume", "Counter"]
+
+
+def test_a_crash_after_a_later_callback_resumes_exactly(tmp_path: Path) -> None:
+    # AutoResume writes again after the weight-inf callbacks listed after it, so a crash in a
+    # later epoch resumes with their epoch-end state too (an uninterrupted run gives 11).
+    auto, fail = (
+        AutoResume(tmp_path / "state.pt"),
+        FailOnce(epoch=7, breakpoint="on_train_batch_begin", iteration=1),
+    )
+    with pytest.raises(RuntimeError):
+        _linear_fit([auto, Counter(), fail])
+    assert read_checkpoint(tmp_path / "state.pt")["callbacks"][-1]["state"] == {"i": 7}
+    resumed = Counter()
+    _linear_fit([auto, resumed, fail])
+    assert resumed.i == 11
+
+
+def test_auto_resume_creates_the_parent_directory(tmp_path: Path) -> None:
+    AutoResume(tmp_path / "a" / "b" / "state.pt")
+    assert (tmp_path / "a" / "b").is_dir()
 
 
 # -- SIGKILL mid-epoch -------------------------------------------------------------------------------

@@ -93,17 +93,18 @@ def check_callbacks(callbacks: Iterable[object]) -> list[Callback]:
             continue
         hint = ""
         if isinstance(cb, type) and issubclass(cb, Callback):
-            hint = f" Did you forget to instantiate it? Pass {cb.__name__}() instead of {cb.__name__}."
+            hint = f"; did you forget to instantiate it? Pass {cb.__name__}() instead of {cb.__name__}."
         elif callable(cb):
-            hint = " Did you forget to instantiate it (call it)?"
+            hint = "; did you forget to instantiate it (call it)?"
         raise TypeError(
-            f"Callbacks must be luz.Callback instances, but the one at index {i} is "
-            f"{cb!r} ({type(cb).__name__}).{hint}"
+            f"`callbacks` must hold luz.Callback instances, but the one at index {i} is "
+            f"{cb!r} ({type(cb).__name__}){hint or '.'}"
         )
     return sorted(checked, key=lambda cb: cb.weight)
 
 
-def _find_hook(cb: Callback, name: str) -> Callable[[], Any] | None:
+def find_hook(cb: Callback, name: str) -> Callable[[], Any] | None:
+    """The callable ``cb`` runs at breakpoint ``name``, or ``None`` if it has no such hook."""
     if isinstance(cb, _LambdaCallback):
         return cb.hook(name)
     fn = getattr(cb, name, None)
@@ -126,7 +127,7 @@ class CallbackRunner:
     def _hooks_for(self, name: str) -> list[tuple[Callback, Callable[[], Any]]]:
         found = []
         for cb in self.callbacks:
-            fn = _find_hook(cb, name)
+            fn = find_hook(cb, name)
             if fn is not None:
                 found.append((cb, fn))
         return found

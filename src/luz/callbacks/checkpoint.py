@@ -124,8 +124,8 @@ class ModelCheckpoint(MonitorCallback):
 
 
 class KeepBestModel(ModelCheckpoint):
-    """Keeps the model of the best epoch: at ``on_fit_end`` the model and optimizer states of
-    the epoch where ``monitor`` was best are put back (records are left as they are).
+    """Keeps the model of the best epoch: at ``on_fit_end`` the model, optimizer and callback
+    states of the epoch where ``monitor`` was best are put back (records are left as they are).
 
     The best checkpoint lives in a private temporary directory, removed at the end of the fit
     (or when the callback is garbage-collected after an error). Its ``state_dict`` includes the
@@ -166,16 +166,19 @@ class KeepBestModel(ModelCheckpoint):
         ctx = self.context
         file = Path(self.path)
         if file.exists():
+            state = read_checkpoint(file)
             load_checkpoint_into_context(
                 ctx,
-                file,
+                state,
                 restore_model_state=True,
                 restore_optimizer_state=True,
                 restore_records=False,
-                restore_callbacks_state=False,
+                # as luz: the other callbacks go back to the best epoch too (a best state
+                # rebuilt by `load_state_dict` after a resume holds no callback states)
+                restore_callbacks_state="callbacks" in state,
                 restore_rng=False,
             )
-            file.unlink()
+            file.unlink(missing_ok=True)
         self.best, self.best_epoch, self.last_path = None, None, None
 
     def state_dict(self) -> dict[str, Any]:

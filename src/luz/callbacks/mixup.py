@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +66,14 @@ def mixup(x: torch.Tensor, y: Any, weight: torch.Tensor) -> tuple[torch.Tensor, 
     return x_mixed, MixupTarget(ys=(y, y[perm]), weight=weight)
 
 
+def _takes_reduction(fn: Any) -> bool:
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # no introspectable signature
+        return False
+    return "reduction" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
 class MixupLoss(nn.Module):
     """Wraps a loss module so that it understands `MixupTarget`s.
 
@@ -74,7 +84,8 @@ class MixupLoss(nn.Module):
     validation works unchanged.
 
     Args:
-        loss: a loss module with a ``reduction`` attribute, e.g. ``nn.CrossEntropyLoss()``.
+        loss: a loss module with a ``reduction`` attribute, e.g. ``nn.CrossEntropyLoss()``, or a
+            loss function that takes ``reduction=``, e.g. ``F.cross_entropy``.
 
     Example:
         >>> import torch, luz
@@ -85,16 +96,18 @@ class MixupLoss(nn.Module):
         True
     """
 
-    def __init__(self, loss: nn.Module) -> None:
+    def __init__(self, loss: nn.Module | Callable[..., torch.Tensor]) -> None:
         super().__init__()
-        if not isinstance(loss, nn.Module):
+        if isinstance(loss, nn.Module):
+            if not isinstance(getattr(loss, "reduction", None), str):
+                raise ValueError(
+                    f"`loss` ({type(loss).__name__}) must support `reduction` (like torch.nn losses) "
+                    "so that per-sample losses can be computed."
+                )
+        elif not callable(loss) or isinstance(loss, type):
             raise TypeError(
-                f"`loss` must be a loss module such as nn.CrossEntropyLoss(), got {type(loss).__name__}."
-            )
-        if not isinstance(getattr(loss, "reduction", None), str):
-            raise ValueError(
-                f"`loss` ({type(loss).__name__}) must support `reduction` (like torch.nn losses) "
-                "so that per-sample losses can be computed."
+                "`loss` must be a loss module such as nn.CrossEntropyLoss() or a function such as "
+                f"F.cross_entropy that takes `reduction=`, got {loss!r} ({type(loss).__name__})."
             )
         self.loss = loss
 
@@ -103,14 +116,19 @@ class MixupLoss(nn.Module):
             result: torch.Tensor = self.loss(input, target)
             # An unreduced loss (reduction="none", as luz's mixup examples use) is averaged.
             return result if result.ndim == 0 else result.mean()
-        previous = getattr(self.loss, "reduction")  # noqa: B009 - nn.Module's __getattr__ types it badly
-        setattr(self.loss, "reduction", "none")  # noqa: B010
-        try:
-            l1: torch.Tensor = self.loss(input, target.ys[0])
-            l2: torch.Tensor = self.loss(input, target.ys[1])
-        finally:
-            setattr(self.loss, "reduction", previous)  # noqa: B010
+        l1, l2 = self._per_sample_losses(input, target.ys)
         return (l1 + _per_sample(target.weight, l1) * (l2 - l1)).mean()
+
+    def _per_sample_losses(self, input: Any, ys: tuple[Any, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        loss = self.loss
+        if not isinstance(loss, nn.Module):  # a functional loss: ask for per-sample values
+            return loss(input, ys[0], reduction="none"), loss(input, ys[1], reduction="none")
+        previous = getattr(loss, "reduction")  # noqa: B009 - nn.Module's __getattr__ types it badly
+        setattr(loss, "reduction", "none")  # noqa: B010
+        try:
+            return loss(input, ys[0]), loss(input, ys[1])
+        finally:
+            setattr(loss, "reduction", previous)  # noqa: B010
 
 
 class Mixup(Callback):
@@ -135,7 +153,7 @@ class Mixup(Callback):
         >>> cb = luz.callbacks.Mixup(alpha=0.4, auto_loss=True)
     """
 
-    def __init__(self, alpha: float = 0.4, *, run_valid: bool = False, auto_loss: bool = False) -> None:
+    def __init__(self, alpha: float = 0.4, run_valid: bool = False, auto_loss: bool = False) -> None:
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
             raise TypeError(f"`alpha` must be a number, got {alpha!r} ({type(alpha).__name__}).")
         if not math.isfinite(alpha) or alpha <= 0:
@@ -169,16 +187,18 @@ class Mixup(Callback):
         if not self.auto_loss:
             return
         ctx = self.context
-        if isinstance(ctx.loss_fn, MixupLoss):
+        loss_fn = ctx.loss_fn
+        if loss_fn is None or isinstance(loss_fn, MixupLoss):
             return
-        if not isinstance(ctx.loss_fn, nn.Module):
+        if not isinstance(loss_fn, nn.Module) and not _takes_reduction(loss_fn):
             raise TypeError(
                 "Mixup(auto_loss=True) needs a loss module with `reduction` (e.g. "
-                f"nn.CrossEntropyLoss()), got {type(ctx.loss_fn).__name__}; wrap your loss in "
-                "luz.MixupLoss yourself instead."
+                "nn.CrossEntropyLoss()) or a loss function with a `reduction` argument (e.g. "
+                f"F.cross_entropy), got {loss_fn!r}; mix the losses in your own `loss` "
+                "method instead (see luz.MixupTarget)."
             )
-        self._saved_loss = ctx.loss_fn
-        ctx.loss_fn = MixupLoss(ctx.loss_fn)
+        self._saved_loss = loss_fn
+        ctx.loss_fn = MixupLoss(loss_fn)
 
     def _restore_loss(self) -> None:
         if self._saved_loss is not None:

@@ -17,26 +17,26 @@ from luz._checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
-from luz.callbacks.base import Callback
+from luz.callbacks.base import Callback, find_hook
 from luz.callbacks.terminate_on_nan import BUFFER_KEY
 from luz.events import SkipEpoch
 
 
-def newest_checkpoint(directory: Path) -> Path | None:
-    """The most recently written file in ``directory`` (ties: the last name in sorted order),
-    ignoring hidden files such as in-progress temporaries."""
-    files = [p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")]
-    if not files:
-        return None
-    return max(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
+def last_checkpoint(directory: Path) -> Path | None:
+    """The last file of ``directory`` in sorted name order (as luz picks it: with
+    `ModelCheckpoint`'s ``epoch-{epoch:02d}-...`` names, the latest epoch), ignoring hidden
+    files such as in-progress temporaries."""
+    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+    return files[-1] if files else None
 
 
 class ResumeFromCheckpoint(Callback):
     """Starts a fit from a checkpoint: at ``on_fit_begin`` the chosen parts are loaded.
 
-    A directory means its newest checkpoint (e.g. the directory of a `ModelCheckpoint`). If
-    nothing exists at ``path`` when the fit begins, a ``UserWarning`` says so and training
-    starts from scratch.
+    A directory means its last checkpoint in sorted name order (with `ModelCheckpoint`'s
+    default names, the latest epoch). If nothing exists at ``path``, a ``UserWarning`` says so
+    (when the callback is made, and at fit begin if it is still missing) and training starts
+    from scratch.
 
     Args:
         path: a checkpoint file or a directory of them.
@@ -64,21 +64,30 @@ class ResumeFromCheckpoint(Callback):
         self.restore_records = restore_records
         self.restore_optimizer_state = restore_optimizer_state
         self.restore_callbacks_state = restore_callbacks_state
+        self._warned = False
+        if self.resolve() is None:
+            self._warn_missing(stacklevel=3)
 
     def resolve(self) -> Path | None:
         """The checkpoint file to load, or ``None`` if there is none."""
         if self.path.is_dir():
-            return newest_checkpoint(self.path)
+            return last_checkpoint(self.path)
         return self.path if self.path.exists() else None
+
+    def _warn_missing(self, stacklevel: int) -> None:
+        self._warned = True
+        warnings.warn(
+            f"ResumeFromCheckpoint: no checkpoint at {str(self.path)!r} (the path does not exist "
+            "or holds no file); training starts from the model's initial state.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
 
     def on_fit_begin(self) -> None:
         file = self.resolve()
         if file is None:
-            warnings.warn(
-                f"ResumeFromCheckpoint: no checkpoint at {str(self.path)!r}; training starts from scratch.",
-                UserWarning,
-                stacklevel=2,
-            )
+            if not self._warned:  # already said when the callback was made
+                self._warn_missing(stacklevel=2)
             return
         load_checkpoint_into_context(
             self.context,
@@ -95,26 +104,33 @@ class ResumeFromCheckpoint(Callback):
 
 
 class AutoResume(Callback):
-    """Makes a fit resumable: re-running the same script after a crash continues exactly where
-    the last completed epoch left off.
+    """Makes a fit resumable: re-running the same script after a crash continues from the last
+    completed epoch.
 
-    At every epoch end, after every other callback's ``on_epoch_end``, the full state is
-    written atomically to ``path``: model, optimizers, records, callback states and every random
-    stream (Python, NumPy, torch CPU/CUDA, and data-loader generators). At ``on_fit_begin``, if
-    ``path`` exists, epochs up to the saved one are skipped (`luz.SkipEpoch` from
-    ``on_epoch_begin``, before any data is drawn); the state is put back at the last skipped
-    epoch, after the other callbacks' ``on_epoch_begin`` hooks, so nothing they did while
-    skipping survives. The file is deleted when the fit ends normally or early-stops, and kept
-    when it fails with an error, is interrupted (Ctrl-C or SIGTERM) or was stopped by
-    `TerminateOnNaN` (so a re-run resumes). A model with NaN or infinite weights is never
-    written (a warning says so): the file keeps the last good state, and is kept at the end.
+    At every epoch end the full state is written atomically to ``path``: model, optimizers,
+    records, callback states and every random stream (Python, NumPy, torch CPU/CUDA, and
+    data-loader generators). Like every callback it runs in weight order (``weight = inf``,
+    ties in list order), so its write sees what the callbacks before it did at this epoch end;
+    when callbacks after it also implement ``on_epoch_end``, the state is written once more
+    after them, so a crash in a later epoch resumes from the complete state.
 
-    On CPU with a fixed thread count, the resumed run's weights, optimizer and scheduler states,
-    records and losses are bitwise identical to an uninterrupted run with the same callbacks
-    (see ``docs/checkpoints.md`` for the limits).
+    At ``on_fit_begin``, if ``path`` exists, the saved state is loaded (so the skipped epochs
+    already see the restored model, optimizers and schedulers, as in luz) and epochs up to the
+    saved one are skipped (`luz.SkipEpoch` from ``on_epoch_begin``, before any data is drawn).
+    At the last skipped epoch the state is put back once more, so nothing other callbacks did
+    while epochs were skipped survives (their ``on_fit_begin`` resets included).
+
+    The file is deleted when the fit ends normally or early-stops, and kept when it fails with
+    an error, is interrupted (Ctrl-C or SIGTERM) or was stopped by `TerminateOnNaN` (so a
+    re-run resumes). A model with NaN or infinite weights is never written (a warning says
+    so): the file keeps the last good state, and is kept at the end.
+
+    On CPU with a fixed thread count, a run resumed after a crash outside ``on_epoch_end`` has
+    weights, optimizer and scheduler states, records and losses bitwise identical to an
+    uninterrupted run with the same callbacks (see ``docs/checkpoints.md`` for the limits).
 
     Args:
-        path: the state file.
+        path: the state file; its parent directory is created.
 
     Example:
         >>> import luz
@@ -126,6 +142,7 @@ class AutoResume(Callback):
 
     def __init__(self, path: str | os.PathLike[str] = "./state.pt") -> None:
         self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._pending: dict[str, Any] | None = None
         self._resume_epoch = 0
         self._interrupted = False
@@ -133,38 +150,38 @@ class AutoResume(Callback):
 
     def on_fit_begin(self) -> None:
         ctx = self.context
-        # Run after every other callback, weight-inf ones included: the state written at epoch
-        # end must include everything they changed, and the state restored at epoch begin must
-        # override anything they did for skipped epochs.
-        ctx.callbacks = [*(cb for cb in ctx.callbacks if cb is not self), self]
         self._pending = None
         self._resume_epoch = 0
         self._interrupted = False
         self._nonfinite = False
+        if _has_later_hook(ctx, self, "on_epoch_end"):
+            ctx.after_epoch_end(self._write)
         if not self.path.exists():
             return
-        self._pending = read_checkpoint(self.path)
-        self._resume_epoch = min(int(self._pending["epoch"]), ctx.max_epochs)
+        state = read_checkpoint(self.path)
+        self._resume_epoch = min(int(state["epoch"]), ctx.max_epochs)
         if ctx.verbose:
-            print(
-                f"Resuming training from {str(self.path)!r} after epoch {self._pending['epoch']}.",
-                file=sys.stderr,
-            )
+            print(f"Resuming training from {str(self.path)!r} after epoch {state['epoch']}.", file=sys.stderr)
+        load_checkpoint_into_context(ctx, state)
+        self._pending = state
 
     def on_epoch_begin(self) -> None:
         if self._pending is None:
             return
         ctx = self.context
         if ctx.epoch >= self._resume_epoch:
-            # The last skipped epoch: put everything back now, so the next epoch starts from
+            # The last skipped epoch: put everything back again, so the next epoch starts from
             # exactly the state (RNG included) the crashed run had after this one.
             state, self._pending = self._pending, None
             load_checkpoint_into_context(ctx, state)
         raise SkipEpoch
 
     def on_epoch_end(self) -> None:
+        self._write()
+
+    def _write(self) -> None:
         ctx = self.context
-        state = checkpoint_state(ctx)
+        state = checkpoint_state(ctx)  # every rank: it gathers the random streams
         if not all_finite(state["model"]):
             self._nonfinite = True
             warnings.warn(
@@ -174,7 +191,8 @@ class AutoResume(Callback):
                 stacklevel=2,
             )
             return
-        write_checkpoint(state, self.path)
+        if ctx.accelerator is None or ctx.accelerator.is_main_process:
+            write_checkpoint(state, self.path)
 
     def on_interrupt(self) -> None:
         self._interrupted = True
@@ -189,3 +207,9 @@ class AutoResume(Callback):
 
     def __repr__(self) -> str:
         return f"AutoResume({str(self.path)!r})"
+
+
+def _has_later_hook(ctx: Any, callback: Callback, name: str) -> bool:
+    """Whether a callback after ``callback`` in the run's order implements hook ``name``."""
+    later = ctx.callbacks[ctx.callbacks.index(callback) + 1 :]
+    return any(find_hook(cb, name) is not None for cb in later)
