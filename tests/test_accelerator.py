@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections import namedtuple
+from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -86,3 +89,42 @@ def test_hand_written_loop_with_accelerator() -> None:
         opt.step()
         opt.zero_grad()
     assert not torch.equal(before, model.weight)
+
+
+@pytest.mark.parametrize(
+    ("obj", "named", "hint"),
+    [
+        ("abc", "str", "modules, optimizers and data loaders"),
+        (b"abc", "bytes", "modules, optimizers and data loaders"),
+        (torch.ones(3, 2), "Tensor", r"\.to\(accelerator\.device\)"),
+        (np.ones((3, 2)), "ndarray", r"torch\.as_tensor\(array\)\.to\(accelerator\.device\)"),
+        ((nn.Linear(1, 1), None), "tuple", r"separate arguments"),
+        (3, "int", "modules, optimizers and data loaders"),
+    ],
+)
+def test_prepare_rejects_what_is_not_a_module_optimizer_or_loader(obj: object, named: str, hint: str) -> None:
+    for acc in (luz.Accelerator(cpu=True), luz.Accelerator()):
+        with pytest.raises(TypeError, match=f"got {named}") as info:
+            acc.prepare(obj)
+        assert re.search(hint, str(info.value))
+        with pytest.raises(TypeError, match=f"got {named}"):
+            acc.prepare([nn.Linear(1, 1), obj])  # inside a list too
+
+
+def test_prepare_keeps_lists_dicts_none_and_custom_loaders(device: str) -> None:
+    class Batches:
+        """A loader that is not a DataLoader: any iterable of batches."""
+
+        def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+            yield (torch.ones(2), torch.zeros(2))
+
+        def __len__(self) -> int:
+            return 1
+
+    acc = luz.Accelerator(cpu=device == "cpu")
+    model = nn.Linear(2, 1)
+    prepared = acc.prepare({"model": model, "data": [Batches(), None]})
+    assert prepared["model"] is model and prepared["data"][1] is None
+    (x, y), *_ = list(prepared["data"][0])
+    assert x.device.type == device and y.device.type == device
+    assert acc.prepare(None) is None

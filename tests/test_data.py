@@ -112,7 +112,7 @@ def test_as_dataloader_direct_call_does_not_shuffle_or_drop() -> None:
 def test_dataloader_is_returned_as_is_and_rejects_options() -> None:
     dl = luz.as_dataloader(torch.ones(3))
     assert luz.as_dataloader(dl) is dl
-    with pytest.raises(ValueError, match="already a DataLoader"):
+    with pytest.raises(ValueError, match="already a dataloader"):
         luz.as_dataloader(dl, batch_size=2)
 
 
@@ -166,7 +166,7 @@ def test_eval_loader_never_shuffles() -> None:
     with pytest.warns(UserWarning, match="ignored for predictions"):
         loaded = torch.cat([b[0] for b in eval_loader(x, {"shuffle": True}, role="prediction")])
     assert torch.equal(loaded, x)
-    with pytest.warns(UserWarning, match="already a DataLoader"):
+    with pytest.warns(UserWarning, match="already a dataloader"):
         eval_loader(luz.as_dataloader(x), {"batch_size": 2}, role="prediction")
 
 
@@ -246,3 +246,213 @@ def test_numpy_numbers_are_accepted_for_epochs_and_fractions() -> None:
         (x, y), epochs=np.int64(2), valid_data=np.float32(0.2), verbose=False
     )
     assert len(fitted.records["metrics"]["valid"]) == 2
+
+
+def test_dataloader_with_options_messages_say_already_a_dataloader() -> None:
+    # R's tests match "already a dataloader" case-sensitively (inventory §7.3)
+    dl = luz.as_dataloader(torch.arange(10))
+    with pytest.raises(ValueError, match="already a dataloader") as info:
+        training_loader(dl, {"batch_size": 2})
+    assert "`dataloader_options` (batch_size)" in str(info.value) and "`data`" in str(info.value)
+    with pytest.warns(UserWarning, match="already a dataloader") as record:
+        assert eval_loader(dl, {"batch_size": 2}, role="validation") is dl
+    assert "validation data" in str(record[0].message)
+
+
+class Rows:
+    """A user type with registered converters below."""
+
+    def __init__(self, n: int) -> None:
+        self.x = torch.arange(float(n)).unsqueeze(1)
+
+
+class PlainRows(Rows):
+    pass
+
+
+class KeywordRows(Rows):
+    pass
+
+
+class BadRows(Rows):
+    pass
+
+
+@luz.as_dataloader.register
+def _(x: Rows, **options: Any) -> DataLoader[Any]:
+    return DataLoader(TensorBatchDataset(x.x, x.x), collate_fn=luz.data.collate_batch, **options)
+
+
+@luz.as_dataloader.register
+def _(x: PlainRows) -> DataLoader[Any]:
+    return DataLoader(TensorBatchDataset(x.x, x.x), batch_size=10, collate_fn=luz.data.collate_batch)
+
+
+@luz.as_dataloader.register
+def _(x: KeywordRows, batch_size: int = 5, *, drop_last: bool = False) -> DataLoader[Any]:
+    return DataLoader(
+        TensorBatchDataset(x.x, x.x),
+        batch_size=batch_size,
+        drop_last=drop_last,
+        collate_fn=luz.data.collate_batch,
+    )
+
+
+@luz.as_dataloader.register
+def _(x: BadRows, **options: Any) -> Any:
+    return [x.x]
+
+
+def test_user_converter_with_options_gets_the_batch_size_default() -> None:
+    assert [len(b[0]) for b in training_loader(Rows(70), None)] == [32, 32]  # drop_last
+    assert [len(b[0]) for b in eval_loader(Rows(70), None, role="prediction")] == [32, 32, 6]
+    torch.manual_seed(0)
+    (first, _), *_ = training_loader(Rows(70), {"batch_size": 64})
+    assert len(first) == 64 and not torch.equal(first.flatten(), torch.arange(64.0))  # shuffled
+    # a user converter taking **options gets the options DataLoader would check itself
+    assert len(eval_loader(Rows(70), {"batch_size": 7}, role="evaluation")) == 10
+
+
+def test_user_converter_taking_only_x_drops_defaults() -> None:
+    assert [len(b[0]) for b in training_loader(PlainRows(25), None)] == [10, 10, 5]
+    assert len(eval_loader(PlainRows(25), None, role="prediction")) == 3
+    with pytest.raises(TypeError, match="`dataloader_options` has 'batch_size'") as info:
+        training_loader(PlainRows(25), {"batch_size": 4})
+    message = str(info.value)
+    assert "PlainRows" in message and "no options" in message and "**options" in message
+
+
+def test_user_converter_gets_only_the_keywords_it_declares() -> None:
+    # batch_size and drop_last defaults pass; shuffle is dropped silently
+    assert [len(b[0]) for b in training_loader(KeywordRows(70), None)] == [32, 32]
+    assert [len(b[0]) for b in eval_loader(KeywordRows(12), {"batch_size": 5}, role="evaluation")] == [
+        5,
+        5,
+        2,
+    ]
+    with pytest.raises(TypeError, match="'shuffle', 'num_workers'") as info:
+        training_loader(KeywordRows(12), {"shuffle": False, "num_workers": 0, "batch_size": 4})
+    assert "`dataloader_options`" in str(info.value) and "batch_size, drop_last" in str(info.value)
+
+
+def test_user_converter_must_return_a_dataloader() -> None:
+    with pytest.raises(TypeError, match=r"returned list .*must return a torch\.utils\.data") as info:
+        training_loader(BadRows(4), None)
+    assert "BadRows" in str(info.value) and "DataLoader" in str(info.value)
+    with pytest.raises(TypeError, match="returned list"):
+        eval_loader(BadRows(4), None, role="prediction")
+
+
+def test_fit_and_predict_with_a_user_converter_taking_only_x() -> None:
+    from torch import nn
+
+    module = luz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+    fitted = module.set_hparams(in_features=1, out_features=1).fit(PlainRows(25), epochs=1, verbose=False)
+    assert fitted.predict(PlainRows(25)).shape == (25, 1)
+
+
+@pytest.mark.parametrize(
+    ("options", "shown"), [([1], "list [1]"), ("batch_size", "str 'batch_size'"), (32, "int 32")]
+)
+def test_dataloader_options_must_be_a_mapping(options: Any, shown: str) -> None:
+    for build in (
+        lambda: training_loader(torch.arange(4), options),
+        lambda: eval_loader(torch.arange(4), options, role="prediction"),
+    ):
+        with pytest.raises(
+            TypeError, match="`dataloader_options` must be a dict of DataLoader arguments"
+        ) as info:
+            build()
+        assert f"got {shown}" in str(info.value)
+
+
+def test_unknown_dataloader_options_name_the_keys_and_valid_ones() -> None:
+    for build in (
+        lambda o: training_loader((torch.ones(4, 2), torch.ones(4)), o),
+        lambda o: eval_loader(Images(4), o, role="validation"),
+    ):
+        with pytest.raises(
+            TypeError, match="`dataloader_options` has keys DataLoader does not accept: 'nope'"
+        ) as info:
+            build({"nope": 1, "batch_size": 2})
+        assert "batch_size" in str(info.value) and "num_workers" in str(info.value)
+        assert "unexpected keyword" not in str(info.value)
+
+
+def test_unknown_dataloader_options_from_fit_predict_evaluate() -> None:
+    from types import MappingProxyType
+
+    from torch import nn
+
+    x, y = torch.randn(20, 2), torch.randn(20, 1)
+    module = luz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_hparams(
+        in_features=2, out_features=1
+    )
+    with pytest.raises(TypeError, match="'nope'"):
+        module.fit((x, y), epochs=1, verbose=False, dataloader_options={"nope": 1})
+    fitted = module.fit(
+        (x, y), epochs=1, verbose=False, dataloader_options=MappingProxyType({"batch_size": 5})
+    )
+    with pytest.raises(TypeError, match="'nope'"):
+        fitted.predict(x, dataloader_options={"nope": 1})
+    with pytest.raises(TypeError, match="must be a dict"):
+        fitted.evaluate((x, y), dataloader_options=[("batch_size", 5)])  # type: ignore[arg-type]
+
+
+def test_nested_tuples_batch_with_the_same_nesting() -> None:
+    xa, xb, y = torch.randn(70, 3), np.ones((70, 2)), torch.arange(70)
+    dl = luz.as_dataloader(((xa, [xb]), y), batch_size=32)
+    assert dl.collate_fn is luz.data.collate_batch  # the batched fetch
+    batches = list(dl)
+    assert len(batches) == 3
+    (a, (b,)), target = batches[-1]
+    assert isinstance(batches[-1][0][1], tuple)
+    assert a.shape == (6, 3) and b.shape == (6, 2) and b.dtype == torch.float32
+    assert torch.equal(a, xa[64:]) and torch.equal(target, y[64:])
+    ds = TensorBatchDataset((xa, torch.from_numpy(xb)), y)
+    (sa, sb), sy = ds[3]
+    assert torch.equal(sb, torch.ones(2))
+    assert torch.equal(sa, xa[3]) and sy == 3 and len(ds.tensors) == 3
+
+
+def test_nested_tuples_with_a_user_collate_fn_and_a_split() -> None:
+    from torch.utils.data import default_collate
+
+    x1, x2, y = torch.randn(10, 3), torch.randn(10, 2), torch.arange(10)
+    (a, b), t = next(iter(luz.as_dataloader(((x1, x2), y), batch_size=4, collate_fn=default_collate)))
+    assert torch.equal(a, x1[:4]) and torch.equal(b, x2[:4]) and torch.equal(t, y[:4])
+    train, valid = split_valid(((x1, x2), y), 0.3)
+    assert isinstance(train, TensorBatchDataset) and len(train) == 7 and len(valid) == 3
+    ((va, vb), vt) = next(iter(luz.as_dataloader(valid)))
+    assert torch.equal(va, x1[vt]) and torch.equal(vb, x2[vt])
+
+
+def test_nested_tuples_need_equal_first_dimensions() -> None:
+    with pytest.raises(ValueError, match="first dimension"):
+        luz.as_dataloader(((torch.ones(3, 2), torch.ones(4)), torch.ones(3)))
+    with pytest.raises(TypeError, match="str"):
+        luz.as_dataloader(((torch.ones(3), "x"), torch.ones(3)))
+    with pytest.raises(TypeError, match="empty"):
+        luz.as_dataloader(((), torch.ones(3)))
+
+
+def test_two_input_model_fits_on_nested_tuples() -> None:
+    from torch import nn
+
+    class TwoInputs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 1), nn.Linear(2, 1)
+
+        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return self.a(a) + self.b(b)
+
+    xa, xb = torch.randn(100, 3), torch.randn(100, 2)
+    y = xa.sum(1, keepdim=True) - xb.sum(1, keepdim=True)
+    module = luz.setup(TwoInputs, loss=nn.MSELoss(), optimizer=torch.optim.Adam).set_opt_hparams(lr=0.05)
+    fitted = module.fit(((xa, xb), y), epochs=20, valid_data=0.2, verbose=False)
+    valid = fitted.records["metrics"]["valid"]
+    assert len(valid) == 20 and valid[-1]["loss"] < valid[0]["loss"]
+    preds = fitted.predict(((xa, xb),))
+    assert preds.shape == (100, 1)
+    assert torch.allclose(preds, fitted.model(xa, xb).detach())

@@ -145,3 +145,50 @@ def test_fit_loaders_follow_batch_size_and_drop_last(
     valid_full, valid_rest = divmod(n_valid, batch_size)
     assert len(valid_dl) == (valid_full if drop_last else valid_full + (valid_rest > 0))
     assert not set(train_ids) & set(valid_ids)
+
+
+@st.composite
+def nestings(draw: st.DrawFn, leaves: list[Any]) -> Any:
+    """``leaves`` (in order) grouped into random nested tuples/lists, at least one level deep."""
+    if len(leaves) == 1 and draw(st.booleans()):
+        return leaves[0]
+    cut = draw(st.integers(1, len(leaves)))
+    groups = [leaves[:cut], leaves[cut:]] if cut < len(leaves) else [leaves]
+    inner = [draw(nestings(g)) for g in groups]
+    return tuple(inner) if draw(st.booleans()) else inner
+
+
+def flatten(tree: Any) -> list[Any]:
+    if isinstance(tree, tuple | list):
+        return [leaf for branch in tree for leaf in flatten(branch)]
+    return [tree]
+
+
+def same_nesting(batch: Any, tree: Any) -> bool:
+    if isinstance(tree, tuple | list):
+        return isinstance(batch, tuple) and len(batch) == len(tree) and all(map(same_nesting, batch, tree))
+    return isinstance(batch, torch.Tensor)
+
+
+@FAST
+@given(data=datasets(min_n=1), fraction=st.floats(0.01, 0.99), batch_size=st.integers(1, 40), draws=st.data())
+def test_nested_data_keeps_its_nesting_and_every_sample_through_a_split(
+    data: Any, fraction: float, batch_size: int, draws: st.DataObject
+) -> None:
+    parts, n, _ = data
+    leaves = list(parts)
+    tree = draws.draw(nestings(leaves))
+    if not isinstance(tree, tuple | list):
+        tree = (tree,)
+    train, valid = split_valid(tree, fraction)
+    assert len(valid) == math.floor(n * fraction)  # type: ignore[arg-type]
+    seen: list[int] = []
+    for part in (train, valid):
+        for batch in luz.as_dataloader(part, batch_size=batch_size):
+            assert same_nesting(batch, tree)
+            flat = flatten(batch)
+            rows = (flat[0] - 1) // 3
+            seen += flat[0].tolist()
+            for got, column in zip(flat[1:], leaves[1:], strict=True):
+                assert torch.equal(got, torch.as_tensor(column)[rows].to(got.dtype))
+    assert sorted(seen) == [3 * i + 1 for i in range(n)]

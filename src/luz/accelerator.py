@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -167,9 +168,13 @@ class Accelerator:
         """Prepare each object for the device and return them in order.
 
         Modules are moved (if ``device_placement``); optimizers are returned as they are
-        (PyTorch moves parameters in place); loaders are wrapped so their batches are moved
-        (on the CPU they are returned unchanged); lists are prepared element-wise; ``None``
-        stays ``None``. One object returns it; several return a tuple.
+        (PyTorch moves parameters in place); loaders (any other iterable) are wrapped so their
+        batches are moved (on the CPU they are returned unchanged); lists and dicts are
+        prepared element-wise; ``None`` stays ``None``. One object returns it; several return a
+        tuple.
+
+        Raises:
+            TypeError: a tensor, array, string, bytes, tuple or non-iterable object.
         """
         prepared = tuple(self._prepare_one(obj) for obj in objs)
         return prepared[0] if len(prepared) == 1 else prepared
@@ -185,14 +190,30 @@ class Accelerator:
             return {k: self._prepare_one(v) for k, v in obj.items()}
         if isinstance(obj, DeviceLoader):
             return obj
+        if isinstance(obj, torch.Tensor | np.ndarray | str | bytes | tuple):
+            raise TypeError(_not_preparable(obj))
         if isinstance(obj, Iterable):
             # On the CPU, batches are already in place: skip the per-batch wrapper entirely.
             return obj if self.device.type == "cpu" else DeviceLoader(obj, self.device)
-        raise TypeError(
-            f"Accelerator.prepare() supports modules, optimizers and data loaders; got {type(obj).__name__}."
-        )
+        raise TypeError(_not_preparable(obj))
 
     def __repr__(self) -> str:
         if self.distributed:
             return f"Accelerator(device={self.device}, rank={self.rank}, world_size={self.world_size})"
         return f"Accelerator(device={self.device})"
+
+
+def _not_preparable(obj: object) -> str:
+    accepted = (
+        "Accelerator.prepare() supports modules, optimizers and data loaders (or lists/dicts "
+        f"of them); got {type(obj).__name__}"
+    )
+    if isinstance(obj, torch.Tensor | np.ndarray):
+        how = "torch.as_tensor(array)" if isinstance(obj, np.ndarray) else "tensor"
+        return (
+            f"{accepted}. Move it with `{how}.to(accelerator.device)`, or batch it with "
+            "luz.as_dataloader(...) and prepare the loader."
+        )
+    if isinstance(obj, tuple):
+        return f"{accepted}. Pass the objects as separate arguments, prepare(*objs), or as a list."
+    return f"{accepted}."

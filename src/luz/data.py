@@ -3,51 +3,85 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import numbers
+import reprlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
+
+# A nested tuple of leaf positions, e.g. ``((0, 1), 2)`` for ``((xa, xb), y)``.
+Structure = int | tuple["Structure", ...]
 
 
-class TensorBatchDataset(Dataset[tuple[torch.Tensor, ...]]):
+class TensorBatchDataset(Dataset[Any]):
     """A dataset over tensors with equal first dimension; items are tuples.
 
-    It implements ``__getitems__``, so a `DataLoader` fetches a whole batch with one indexing
-    operation per tensor instead of collating samples one by one (much faster for in-memory
-    data). Use it with `collate_batch` as ``collate_fn``.
+    Each argument is a tensor or a (nested) tuple/list of tensors, e.g.
+    ``TensorBatchDataset((xa, xb), y)`` for a two-input model: items and batches keep that
+    nesting, as tuples. It implements ``__getitems__``, so a `DataLoader` fetches a whole batch
+    with one indexing operation per tensor instead of collating samples one by one (much
+    faster for in-memory data). Use it with `collate_batch` as ``collate_fn``.
     """
 
-    def __init__(self, *tensors: torch.Tensor) -> None:
+    def __init__(self, *tensors: Any) -> None:
         if not tensors:
             raise ValueError("TensorBatchDataset needs at least one tensor.")
-        n = tensors[0].shape[0] if tensors[0].ndim else 0
-        for i, t in enumerate(tensors):
+        leaves: list[torch.Tensor] = []
+        self.structure: tuple[Structure, ...] = tuple(_flatten(t, leaves) for t in tensors)
+        self._flat = all(isinstance(s, int) for s in self.structure)
+        n = leaves[0].shape[0] if leaves[0].ndim else 0
+        for i, t in enumerate(leaves):
             if t.ndim == 0 or t.shape[0] != n:
-                shapes = [tuple(x.shape) for x in tensors]
+                shapes = [tuple(x.shape) for x in leaves]
                 raise ValueError(
                     f"All tensors/arrays must share their first dimension (number of samples); "
-                    f"element {i} does not. Shapes: {shapes}."
+                    f"tensor {i} does not. Shapes (in order, nesting flattened): {shapes}."
                 )
-        self.tensors = tensors
+        self.tensors = tuple(leaves)
+        """The tensors, flattened in order."""
 
     def __len__(self) -> int:
         return int(self.tensors[0].shape[0])
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
-        return tuple(t[index] for t in self.tensors)
+    def _build(self, leaves: list[torch.Tensor]) -> tuple[Any, ...]:
+        if self._flat:
+            return tuple(leaves)
+        return tuple(_unflatten(s, leaves) for s in self.structure)
 
-    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        return self._build([t[index] for t in self.tensors])
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[Any, ...]:
         idx = torch.as_tensor(indices, dtype=torch.int64)
-        return tuple(t[idx] for t in self.tensors)
+        return self._build([t[idx] for t in self.tensors])
 
     def subset(self, indices: torch.Tensor) -> TensorBatchDataset:
-        """A new dataset with the rows at ``indices`` (copied)."""
-        return TensorBatchDataset(*(t[indices] for t in self.tensors))
+        """A new dataset with the rows at ``indices`` (copied), nested alike."""
+        return TensorBatchDataset(*self._build([t[indices] for t in self.tensors]))
+
+
+def _flatten(x: Any, leaves: list[torch.Tensor]) -> Structure:
+    if isinstance(x, torch.Tensor):
+        leaves.append(x)
+        return len(leaves) - 1
+    if isinstance(x, tuple | list) and x:
+        return tuple(_flatten(e, leaves) for e in x)
+    raise TypeError(
+        f"TensorBatchDataset takes tensors or non-empty (nested) tuples/lists of tensors; "
+        f"got {type(x).__name__}."
+    )
+
+
+def _unflatten(structure: Structure, leaves: list[torch.Tensor]) -> Any:
+    if isinstance(structure, int):
+        return leaves[structure]
+    return tuple(_unflatten(s, leaves) for s in structure)
 
 
 def collate_batch(batch: Any) -> Any:
@@ -74,10 +108,15 @@ def as_dataloader(x: Any, **options: Any) -> DataLoader[Any]:
 
     Supported: a `DataLoader` (returned as is), map-style and iterable datasets, a tensor or
     NumPy array (batches are 1-tuples ``(x,)``), and a tuple/list of tensors or arrays with the
-    same first dimension (batches are tuples). Defaults: ``batch_size=32``, no shuffling; other
-    ``options`` go to `DataLoader`. Floating NumPy arrays become tensors of torch's default
-    float type. Register your own types with ``@luz.as_dataloader.register``; a converter takes
-    ``(x, **options)`` (inside ``fit`` the training loader passes ``shuffle`` and ``drop_last``).
+    same first dimension, possibly nested like ``((xa, xb), y)`` (batches are tuples nested
+    alike). Defaults: ``batch_size=32``, no shuffling; other ``options`` go to `DataLoader`.
+    Floating NumPy arrays become tensors of torch's default float type.
+
+    Register your own types with ``@luz.as_dataloader.register``: a converter takes the data
+    and returns a `DataLoader`. Inside ``fit``/``predict``/``evaluate`` it gets luz's defaults
+    (``batch_size=32``; training adds ``shuffle=True, drop_last=True``) and the
+    ``dataloader_options``: all of them if it takes ``**options``, else only the keywords it
+    declares (a ``dataloader_options`` key it does not declare is an error).
 
     Raises:
         TypeError: unsupported type.
@@ -99,8 +138,9 @@ def as_dataloader(x: Any, **options: Any) -> DataLoader[Any]:
 def _(x: DataLoader, **options: Any) -> DataLoader[Any]:  # type: ignore[type-arg]
     if options:
         raise ValueError(
-            f"`dataloader_options` ({', '.join(options)}) cannot be applied: the data is already "
-            "a DataLoader. Set the options when you build the DataLoader, or pass a Dataset."
+            f"as_dataloader() options ({', '.join(options)}) cannot be applied: the data is "
+            "already a dataloader (a torch DataLoader). Set them when you create that "
+            "DataLoader, or pass a Dataset."
         )
     return x
 
@@ -113,18 +153,23 @@ def _(x: Dataset, **options: Any) -> DataLoader[Any]:  # type: ignore[type-arg]
         options.pop("shuffle", None)  # an iterable dataset decides its own order
     elif isinstance(x, TensorBatchDataset) or _is_tensor_subset(x):
         if "collate_fn" in options:
-            x = _per_sample(x)  # the user's collate_fn expects a list of samples
+            x = _PerSample(x)  # the user's collate_fn expects a list of samples
         else:
             options["collate_fn"] = collate_batch
     return DataLoader(x, **options)
 
 
-def _per_sample(x: Dataset[Any]) -> Dataset[Any]:
+class _PerSample(Dataset[Any]):
     """The same tensor data without the batched fetch, for a user-supplied ``collate_fn``."""
-    if isinstance(x, Subset):
-        return Subset(_per_sample(x.dataset), x.indices)
-    assert isinstance(x, TensorBatchDataset)
-    return TensorDataset(*x.tensors)
+
+    def __init__(self, dataset: Dataset[Any]) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[index]
 
 
 def _is_tensor_subset(x: Dataset[Any]) -> bool:
@@ -143,19 +188,44 @@ def _(x: Sequence[Any], **options: Any) -> DataLoader[Any]:
     return as_dataloader(as_dataset(x), **options)
 
 
+def _is_tensor_tree(x: Any) -> bool:
+    if isinstance(x, torch.Tensor | np.ndarray):
+        return True
+    return isinstance(x, tuple | list) and bool(x) and all(_is_tensor_tree(e) for e in x)
+
+
+def _tree_to_tensors(x: Any) -> Any:
+    if isinstance(x, tuple | list):
+        return tuple(_tree_to_tensors(e) for e in x)
+    return _to_tensor(x)
+
+
+def _odd_kinds(x: Sequence[Any]) -> set[str]:
+    """The type names in a tuple/list that stop it from being (nested) tensors/arrays."""
+    if not x:
+        return {"nothing (empty)"}
+    kinds: set[str] = set()
+    for e in x:
+        if isinstance(e, tuple | list):
+            kinds |= _odd_kinds(e)
+        elif not isinstance(e, torch.Tensor | np.ndarray):
+            kinds.add(type(e).__name__)
+    return kinds
+
+
 def as_dataset(x: Any) -> Dataset[Any]:
-    """Convert tensors, arrays or a tuple/list of them to a dataset; datasets pass through."""
+    """Convert tensors, arrays or a (nested) tuple/list of them to a dataset; datasets pass
+    through."""
     if isinstance(x, Dataset):
         return x
     if isinstance(x, torch.Tensor | np.ndarray):
         return TensorBatchDataset(_to_tensor(x))
-    if isinstance(x, tuple | list) and x and all(isinstance(e, torch.Tensor | np.ndarray) for e in x):
-        return TensorBatchDataset(*(_to_tensor(e) for e in x))
+    if _is_tensor_tree(x):
+        return TensorBatchDataset(*_tree_to_tensors(x))
     if isinstance(x, tuple | list):
-        kinds = sorted({type(e).__name__ for e in x})
         raise TypeError(
-            "A tuple/list of data must hold tensors or NumPy arrays with the same first "
-            f"dimension; got elements of type {', '.join(kinds) or 'nothing (empty)'}."
+            "A tuple/list of data must hold tensors or NumPy arrays (or tuples/lists of them) "
+            f"with the same first dimension; got elements of type {', '.join(sorted(_odd_kinds(x)))}."
         )
     raise TypeError(
         f"Cannot make a dataset from {type(x).__name__}: pass a Dataset, a tensor/array or a tuple of them."
@@ -204,41 +274,113 @@ def split_valid(data: Any, fraction: float) -> tuple[Dataset[Any], Dataset[Any]]
     return Subset(dataset, train_idx.tolist()), Subset(dataset, valid_idx.tolist())
 
 
-def training_loader(data: Any, options: dict[str, Any] | None) -> DataLoader[Any]:
+_LOADER_KEYS = frozenset(inspect.signature(DataLoader).parameters) - {"dataset"}
+_OWN_CONVERTERS = frozenset(
+    as_dataloader.dispatch(t) for t in (DataLoader, Dataset, torch.Tensor, np.ndarray, tuple, list)
+)
+
+
+def check_loader_options(options: object) -> dict[str, Any]:
+    """Validate ``dataloader_options`` (``None`` or a mapping) and return a copy as a dict."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(
+            "`dataloader_options` must be a dict of DataLoader arguments such as "
+            f"{{'batch_size': 64}}, got {type(options).__name__} {reprlib.repr(options)}."
+        )
+    return dict(options)
+
+
+def training_loader(data: Any, options: Mapping[str, Any] | None) -> DataLoader[Any]:
     """The training loader: defaults ``batch_size=32``, ``shuffle=True``, ``drop_last=True``
-    (no ``shuffle`` with a ``sampler``; neither default with a ``batch_sampler``)."""
+    (no ``shuffle`` with a ``sampler``; none of them with a ``batch_sampler``)."""
+    opts = check_loader_options(options)
     if isinstance(data, DataLoader):
-        if options:
+        if opts:
             raise ValueError(
-                f"`dataloader_options` ({', '.join(options)}) cannot be applied: `data` is "
-                "already a DataLoader. Set them on your DataLoader, or pass a Dataset or tensors."
+                f"`dataloader_options` ({', '.join(map(str, opts))}) cannot be applied: `data` is "
+                "already a dataloader (a torch DataLoader), so luz does not build one. Set them "
+                "when you create your DataLoader, or pass a Dataset or tensors as `data`."
             )
         return data
-    opts = dict(options or {})
     # A sampler or batch sampler of the user's decides order (and batches): defaults that
     # DataLoader refuses alongside them are left out.
-    if not isinstance(data, IterableDataset) and not {"sampler", "batch_sampler"} & opts.keys():
-        opts.setdefault("shuffle", True)
+    defaults: dict[str, Any] = {}
     if "batch_sampler" not in opts:
-        opts.setdefault("drop_last", True)
-    return as_dataloader(data, **opts)
+        defaults.update(batch_size=32, drop_last=True)
+    if not isinstance(data, IterableDataset) and not {"sampler", "batch_sampler"} & opts.keys():
+        defaults["shuffle"] = True
+    return _convert(data, opts, defaults)
 
 
-def eval_loader(data: Any, options: dict[str, Any] | None, *, role: str) -> DataLoader[Any]:
+def eval_loader(data: Any, options: Mapping[str, Any] | None, *, role: str) -> DataLoader[Any]:
     """A validation/evaluate/predict loader: never shuffled; options ignored for DataLoaders."""
+    opts = check_loader_options(options)
     if isinstance(data, DataLoader):
-        if options:
+        if opts:
             warnings.warn(
-                f"`dataloader_options` are ignored for the {role} data: it is already a DataLoader.",
+                f"`dataloader_options` ({', '.join(map(str, opts))}) are ignored for the {role} "
+                "data: it is already a dataloader (a torch DataLoader). Set them when you "
+                "create that DataLoader.",
                 UserWarning,
                 stacklevel=3,
             )
         return data
-    opts = dict(options or {})
     if opts.pop("shuffle", False) and role != "validation":
         warnings.warn(
-            f"`shuffle=True` is ignored for predictions and evaluation ({role} data is never shuffled).",
+            f"`shuffle=True` in `dataloader_options` is ignored for predictions and evaluation: "
+            f"the {role} data is never shuffled. Leave `shuffle` out of the options.",
             UserWarning,
             stacklevel=3,
         )
-    return as_dataloader(data, **opts)
+    defaults = {} if "batch_sampler" in opts else {"batch_size": 32}
+    return _convert(data, opts, defaults)
+
+
+def _convert(data: Any, options: dict[str, Any], defaults: dict[str, Any]) -> DataLoader[Any]:
+    """Call the converter registered for ``data`` with the user's ``options`` over luz's
+    ``defaults``. A user's converter gets only the keywords its signature accepts."""
+    converter = as_dataloader.dispatch(type(data))
+    if converter in _OWN_CONVERTERS:
+        unknown = [k for k in options if k not in _LOADER_KEYS]
+        if unknown:
+            raise TypeError(
+                f"`dataloader_options` has keys DataLoader does not accept: "
+                f"{', '.join(map(repr, unknown))}. Valid keys: {', '.join(sorted(_LOADER_KEYS))}."
+            )
+        return converter(data, **{**defaults, **options})
+    accepted = _keywords(converter)
+    name = f"{getattr(converter, '__module__', '?')}.{getattr(converter, '__qualname__', converter)}"
+    if accepted is not None:
+        refused = [k for k in options if k not in accepted]
+        if refused:
+            raise TypeError(
+                f"`dataloader_options` has {', '.join(map(repr, refused))}, which the "
+                f"as_dataloader converter {name} for {type(data).__name__} does not accept (it "
+                f"takes {', '.join(sorted(accepted)) or 'no options'}). Remove them, or add "
+                "them (or **options) to the converter's parameters."
+            )
+        defaults = {k: v for k, v in defaults.items() if k in accepted}
+    loader = converter(data, **{**defaults, **options})
+    if not isinstance(loader, DataLoader):
+        raise TypeError(
+            f"The as_dataloader converter {name} for {type(data).__name__} returned "
+            f"{type(loader).__name__} {reprlib.repr(loader)}; a converter must return a "
+            "torch.utils.data.DataLoader."
+        )
+    return loader
+
+
+def _keywords(fn: Callable[..., Any]) -> frozenset[str] | None:
+    """The keyword parameters ``fn`` accepts after its first (the data); ``None``: any."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # no readable signature: pass everything
+        return None
+    kind = inspect.Parameter
+    if any(p.kind is kind.VAR_KEYWORD for p in params):
+        return None
+    if params and params[0].kind in (kind.POSITIONAL_ONLY, kind.POSITIONAL_OR_KEYWORD):
+        params = params[1:]
+    return frozenset(p.name for p in params if p.kind in (kind.POSITIONAL_OR_KEYWORD, kind.KEYWORD_ONLY))
