@@ -82,7 +82,7 @@ def test_predict_shuffle_is_ignored_with_warning(fitted: luz.Fitted, data: Any) 
 
 def test_predict_options_with_dataloader_warn(fitted: luz.Fitted, data: Any) -> None:
     x, _ = data
-    with pytest.warns(UserWarning, match="already a DataLoader"):
+    with pytest.warns(UserWarning, match="already a dataloader"):
         preds = fitted.predict(luz.as_dataloader(x), dataloader_options={"batch_size": 3}, verbose=False)
     assert preds.shape == (100, 1)
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from luz._checkpoint import FORMAT as CHECKPOINT_FORMAT
 from luz._checkpoint import (
     load_checkpoint_into_context,
     read_checkpoint,
@@ -115,7 +116,7 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
 
 
 def _read_safetensors(
-    path: str | os.PathLike[str], expected: str
+    path: str | os.PathLike[str], expected: str | None = None, *, metadata_optional: bool = False
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     from safetensors import safe_open
 
@@ -130,6 +131,8 @@ def _read_safetensors(
             f"Cannot read {str(path)!r}: it is not a safetensors file written by pyluz (it may be "
             f"corrupt, or a pickle file, which pyluz never loads). Details: {error}"
         ) from error
+    if metadata_optional:
+        return tensors, metadata
     if metadata.get("format") != expected:
         raise ValueError(
             f"{str(path)!r} is not a {expected} file (format: {metadata.get('format')!r}). Use "
@@ -307,15 +310,46 @@ def save_model_weights(fitted: Fitted, path: str | os.PathLike[str]) -> None:
 
 
 def load_model_weights(fitted: Fitted, path: str | os.PathLike[str]) -> None:
-    """Copy weights saved by `save_model_weights` into ``fitted.model`` **in place** (strict).
-    Returns ``None`` on purpose: nothing is copied.
+    """Copy weights into ``fitted.model`` **in place** (strict). Returns ``None`` on purpose:
+    nothing is copied.
+
+    Reads files written by `save_model_weights`, any safetensors file of a state dict, and a
+    state dict written with ``torch.save(model.state_dict(), path)`` (read with
+    ``torch.load(weights_only=True)``: no code in the file runs).
 
     Example:
         >>> luz.load_model_weights(fitted, "weights.safetensors")  # doctest: +SKIP
     """
     fitted = _check_fitted(fitted, "load_model_weights")
-    tensors, _ = _read_safetensors(path, WEIGHTS_FORMAT)
-    fitted.model.load_state_dict(tensors)
+    fitted.model.load_state_dict(_read_state_dict(Path(path)))
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    with open(path, "rb") as handle:
+        magic = handle.read(2)
+    if magic != b"PK":  # not a torch.save zip archive: safetensors
+        tensors, metadata = _read_safetensors(path, metadata_optional=True)
+        if metadata.get("format", WEIGHTS_FORMAT) != WEIGHTS_FORMAT:
+            raise ValueError(
+                f"{str(path)!r} is a {metadata['format']} file, not model weights. Use luz.load() "
+                "for luz.save() files and luz.load_checkpoint() for checkpoints."
+            )
+        return tensors
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(
+            f"Cannot read {str(path)!r} safely: it is corrupt or holds Python objects that only "
+            f"pickle could rebuild (pyluz loads with weights_only=True). Details: {error}"
+        ) from error
+    if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
+        raise ValueError(f"{str(path)!r} is a training checkpoint: use luz.load_checkpoint(fitted, path).")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(
+            f"{str(path)!r} does not hold a state dict (a dict of tensors, as torch.save("
+            "model.state_dict(), path) writes)."
+        )
+    return state
 
 
 def load_checkpoint(fitted: Fitted, path: str | os.PathLike[str]) -> None:
