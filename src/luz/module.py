@@ -281,11 +281,19 @@ class LuzModule:
             compile=compile,
         )
 
+    def _own_loss(self) -> str:
+        cls = self.module if isinstance(self.module, type) else type(self.module)
+        if not issubclass(cls, nn.Module):  # a factory: known only once it builds a model
+            return "the model's loss() or step()"
+        if callable(getattr(cls, "loss", None)):
+            return "module.loss()"
+        return "computed by module.step()" if callable(getattr(cls, "step", None)) else "none"
+
     def __repr__(self) -> str:
         lines = [
             "<LuzModule>",
             f"  module:      {_name(self.module)}",
-            f"  loss:        {_describe(self.loss, 'module.loss()')}",
+            f"  loss:        {_describe(self.loss, self._own_loss())}",
             f"  optimizer:   {_describe(self.optimizer, 'module.set_optimizers()')}",
             f"  metrics:     train={self.metrics.names('train')}, valid={self.metrics.names('valid')}",
             f"  hparams:     {self.hparams}",
