@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -69,12 +72,48 @@ def test_explicit_thresholds_are_sorted_with_end_points() -> None:
     assert BinaryAUROC(thresholds=torch.tensor([0.3, 0.2])).num_thresholds == 4
 
 
-@pytest.mark.parametrize("num_thresholds", [1, 0, -5, 2.5, True])
+@pytest.mark.parametrize(
+    "num_thresholds", [1, 0, -5, 2.5, True, np.True_, 1.0, np.int64(1), float("nan"), float("inf")]
+)
 def test_num_thresholds_must_exceed_one(num_thresholds: object) -> None:
-    with pytest.raises(ValueError, match="num_thresholds"):
+    match = rf"`num_thresholds` must be an integer of at least 2, got.*{re.escape(repr(num_thresholds))}"
+    with pytest.raises(ValueError, match=match):
         BinaryAUROC(num_thresholds=num_thresholds)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="num_thresholds"):
+    with pytest.raises(ValueError, match=match):
         MulticlassAUROC(num_thresholds=num_thresholds)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("num_thresholds", ["200", None, [200]])
+def test_num_thresholds_of_wrong_type_is_a_type_error(num_thresholds: object) -> None:
+    with pytest.raises(TypeError, match="`num_thresholds` must be an integer"):
+        BinaryAUROC(num_thresholds=num_thresholds)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("num_thresholds", [50, 50.0, np.int64(50), np.int32(50), np.float64(50.0)])
+def test_num_thresholds_accepts_integral_numbers(num_thresholds: object) -> None:
+    expected = threshold_grid(50, None)
+    binary = BinaryAUROC(num_thresholds=num_thresholds)  # type: ignore[arg-type]
+    multiclass = MulticlassAUROC(num_thresholds=num_thresholds)  # type: ignore[arg-type]
+    for metric in (binary, multiclass):
+        assert metric.num_thresholds == 50
+        assert torch.equal(metric.thresholds, expected)
+
+
+@pytest.mark.parametrize("average", ["macro", "weighted", "none"])
+def test_multiclass_with_1e5_thresholds_as_in_luz_tests(average: str) -> None:
+    # R rows 36-38 pass `num_thresholds = 1e5`, a double: the port accepts integral floats.
+    logits, target = _multiclass_data("cpu")
+    metric = MulticlassAUROC(num_thresholds=1e5, average=average, from_logits=True)
+    assert metric.num_thresholds == 100_000
+    metric.update(logits, target)
+    y, p = target.numpy(), torch.softmax(logits, dim=1).numpy()
+    value = metric.compute()
+    if average == "none":
+        assert isinstance(value, dict)
+        expected = [roc_auc_score(np.eye(4)[y][:, c], p[:, c]) for c in range(4)]
+        assert [value[str(c)] for c in range(4)] == pytest.approx(expected, abs=1e-4)
+    else:
+        assert value == pytest.approx(roc_auc_score(y, p, multi_class="ovr", average=average), abs=1e-4)
 
 
 def test_unknown_average() -> None:
@@ -175,9 +214,13 @@ def test_binary_shape_errors() -> None:
         BinaryAUROC().update(torch.rand(8, 2), torch.zeros(8))
 
 
-def test_compute_before_update_raises() -> None:
-    with pytest.raises(RuntimeError, match="before any update"):
-        BinaryAUROC().compute()
+@pytest.mark.parametrize(
+    "metric", [BinaryAUROC(), MulticlassAUROC(), MulticlassAUROC(average="none")], ids=repr
+)
+def test_compute_before_update_is_nan(metric: BinaryAUROC | MulticlassAUROC) -> None:
+    # Like every built-in metric (an evaluation stopped before its first batch end logs nan).
+    value = metric.compute()
+    assert isinstance(value, float) and math.isnan(value)
 
 
 def _luz_reference(pred: torch.Tensor, positive: torch.Tensor, grid: torch.Tensor, trapezoid: bool) -> float:

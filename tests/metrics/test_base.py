@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -59,6 +60,35 @@ def test_record_name_falls_back_to_class_name() -> None:
     assert NoAbbrev().record_name == "noabbrev"
 
 
+class Renamed(luz.Metric):
+    """R sets ``abbrev`` per instance; here in ``__init__``, overriding the class attribute."""
+
+    abbrev = "Foo"
+
+    def __init__(self, abbrev: str | None = None) -> None:
+        if abbrev is not None:
+            self.abbrev = abbrev
+        self.n = 0
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        self.n += 1
+
+    def compute(self) -> float:
+        return float(self.n)
+
+
+def test_instance_abbrev_wins_over_class_abbrev() -> None:
+    assert Renamed().display_name == "Foo" and Renamed().record_name == "foo"
+    renamed = Renamed("Bar")
+    assert renamed.display_name == "Bar" and renamed.record_name == "bar"
+    assert copy.deepcopy(renamed).record_name == "bar"  # prototypes are deep-copied per phase
+    ms = luz.MetricSet(metrics=[Renamed(), Renamed("Bar"), Renamed("Bar")])
+    assert ms.names("train") == ["loss", "foo", "bar", "bar_2"]
+    builtin = MAE()
+    builtin.abbrev = "AbsErr"
+    assert builtin.record_name == "abserr" and MAE().record_name == "mae"
+
+
 def test_builtin_names() -> None:
     names = {cls().record_name for cls in (Accuracy, BinaryAccuracy, BinaryAccuracyWithLogits)}
     assert names == {"acc"}
@@ -71,8 +101,8 @@ def test_builtin_names() -> None:
     ]
 
 
-def _ctx(loss: Any) -> Any:
-    return SimpleNamespace(loss=loss)
+def _ctx(loss: Any, training: bool = True) -> Any:
+    return SimpleNamespace(loss=loss, training=training)
 
 
 def test_loss_average_is_unweighted_mean_of_batches() -> None:
@@ -115,6 +145,43 @@ def test_loss_average_keeps_no_graph() -> None:
     metric.update(None, None)
     assert not any(t.requires_grad for t in metric._pending["opt"])
     assert metric.compute() == pytest.approx(2.0)
+
+
+def test_loss_average_without_any_loss_explains_the_custom_step_rule() -> None:
+    metric = LossAverage()
+    metric.ctx = _ctx({})  # a custom step that set no loss
+    metric.update(None, None)
+    metric.update(None, None)
+    expected = r"ctx.loss was never set during the training phase \(2 batches\)"
+    with pytest.raises(ValueError, match=expected) as info:
+        metric.compute()
+    assert "custom step() must set `ctx.loss`" in str(info.value)
+    assert "dict of tensors by optimizer name" in str(info.value)
+
+
+def test_loss_average_before_any_batch_is_nan() -> None:
+    # No batch reached update (a pass stopped before its first batch end): nothing to report,
+    # and no claim that the step forgot ctx.loss.
+    assert math.isnan(LossAverage().compute())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "metric",
+    [
+        Accuracy(),
+        BinaryAccuracy(),
+        BinaryAccuracyWithLogits(),
+        MAE(),
+        MSE(),
+        RMSE(),
+        BinaryAUROC(),
+        MulticlassAUROC(),
+    ],
+    ids=lambda m: type(m).__name__,
+)
+def test_every_builtin_computes_nan_before_any_update(metric: luz.Metric) -> None:
+    value = metric.compute()
+    assert isinstance(value, float) and math.isnan(value)
 
 
 def test_metric_set_phases_and_duplicate_names() -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import re
+
+import numpy as np
 import pytest
 import torch
 from sklearn.metrics import accuracy_score
@@ -102,11 +106,57 @@ def test_binary_accuracy_rejects_broadcasting_shapes() -> None:
         BinaryAccuracy().update(torch.rand(10, 2), torch.zeros(10))
 
 
+def test_binary_accuracy_threshold_zero_on_raw_scores() -> None:
+    # R compares `pred > threshold` with no range check; 0 is the natural cut for raw scores.
+    scores = torch.tensor([-2.0, -0.1, 0.0, 0.3, 4.0])
+    labels = torch.tensor([0, 0, 1, 1, 1])
+    metric = BinaryAccuracy(threshold=0.0)
+    metric.update(scores, labels)
+    assert metric.compute() == pytest.approx(4 / 5)  # 0.0 is not > 0
+    negative = BinaryAccuracy(threshold=-1.5)
+    negative.update(scores, labels)
+    assert negative.compute() == pytest.approx(4 / 5)  # only -2.0 is at or below -1.5
+
+
+@pytest.mark.parametrize(
+    "threshold", [0, 0.25, -3, 7.5, np.float32(0.25), np.int64(2), torch.tensor(0.25), torch.tensor(1)]
+)
+def test_binary_accuracy_threshold_accepts_any_finite_real(threshold: object) -> None:
+    metric = BinaryAccuracy(threshold=threshold)  # type: ignore[arg-type]
+    assert type(metric.threshold) is float and metric.threshold == float(threshold)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("threshold", [0, 0.0, 1, np.float64(1.0), torch.tensor(0.0)])
+def test_binary_accuracy_with_logits_threshold_end_points(threshold: object) -> None:
+    logits = torch.tensor([-200.0, -3.0, 0.0, 5.0, 200.0])
+    labels = torch.tensor([1, 1, 0, 1, 0])
+    metric = BinaryAccuracyWithLogits(threshold=threshold)  # type: ignore[arg-type]
+    metric.update(logits, labels)
+    # sigmoid(x) > 0 for every finite x (even -200, where float32 sigmoid rounds to 0), and
+    # sigmoid(x) > 1 never: all positive (3 of 5 right) or all negative (2 of 5 right).
+    expected = 3 / 5 if float(threshold) == 0 else 2 / 5  # type: ignore[arg-type]
+    assert metric.compute() == pytest.approx(expected)
+
+
 @pytest.mark.parametrize("cls", [BinaryAccuracy, BinaryAccuracyWithLogits])
-@pytest.mark.parametrize("threshold", [0, 1, 1.5, -0.2, True, "0.5"])
-def test_threshold_must_be_inside_unit_interval(cls: type[BinaryAccuracy], threshold: object) -> None:
-    with pytest.raises(ValueError, match="threshold"):
+@pytest.mark.parametrize("threshold", [True, np.True_, float("nan"), float("inf"), -math.inf])
+def test_threshold_rejects_bools_and_non_finite_values(cls: type[BinaryAccuracy], threshold: object) -> None:
+    with pytest.raises(ValueError, match=rf"`threshold`.*{re.escape(repr(threshold))}"):
         cls(threshold=threshold)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cls", [BinaryAccuracy, BinaryAccuracyWithLogits])
+@pytest.mark.parametrize("threshold", ["0.5", None, 0.5j, [0.5], torch.tensor([0.5])])
+def test_threshold_of_wrong_type_is_a_type_error(cls: type[BinaryAccuracy], threshold: object) -> None:
+    with pytest.raises(TypeError, match="`threshold` must be"):
+        cls(threshold=threshold)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("threshold", [-0.2, 1.5, np.float64(1.01)])
+def test_logits_threshold_must_be_a_probability(threshold: object) -> None:
+    BinaryAccuracy(threshold=threshold)  # type: ignore[arg-type]  # fine on raw scores
+    with pytest.raises(ValueError, match=r"`threshold` must be a number in \[0.0, 1.0\], got"):
+        BinaryAccuracyWithLogits(threshold=threshold)  # type: ignore[arg-type]
 
 
 def test_non_tensor_inputs_are_a_type_error() -> None:
@@ -114,5 +164,6 @@ def test_non_tensor_inputs_are_a_type_error() -> None:
         BinaryAccuracy().update([0.1, 0.9], torch.tensor([0, 1]))  # type: ignore[arg-type]
 
 
-def test_compute_before_update_is_nan() -> None:
-    assert torch.isnan(torch.tensor(Accuracy().compute()))
+@pytest.mark.parametrize("cls", [Accuracy, BinaryAccuracy, BinaryAccuracyWithLogits])
+def test_compute_before_update_is_nan(cls: type[Accuracy]) -> None:
+    assert math.isnan(cls().compute())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -27,7 +28,7 @@ def _regression(metrics: Any, epochs: int = 1, **fit: Any) -> luz.Fitted:
     return (
         luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD, metrics=metrics)
         .set_opt_hparams(lr=0.01)
-        .fit((x, y), epochs=epochs, verbose=False, **fit)
+        .fit((x, y), epochs=epochs, **{"verbose": False, **fit})
     )
 
 
@@ -202,3 +203,61 @@ def test_dict_valued_metric_is_flattened(capsys: pytest.CaptureFixture[str]) -> 
     evaluation = fitted.evaluate((x[90:], y[90:]), verbose=False)
     assert evaluation.get_metrics()["metric"].tolist() == ["loss", "acc", "auc_0", "auc_1", "auc_2"]
     assert "auc" in repr(evaluation)
+
+
+class ForgetsLoss(Linear):
+    """A custom step that sets ctx.pred and steps the optimizer but never sets ctx.loss."""
+
+    def step(self) -> None:
+        ctx: Any = self.ctx
+        ctx.pred = self(ctx.input)
+        if ctx.training:
+            loss = nn.functional.mse_loss(ctx.pred, ctx.target)
+            loss.backward()
+            ctx.opt.step()
+            ctx.opt.zero_grad()
+
+
+def test_custom_step_that_never_sets_the_loss_is_an_error() -> None:
+    # SPEC §2: a custom step "must set ctx.pred and ctx.loss"; before, the record was {'loss': {}}.
+    x, y = regression_data()
+    module = luz.setup(ForgetsLoss, optimizer=torch.optim.SGD).set_opt_hparams(lr=0.01)
+    with pytest.raises(ValueError, match=r"ctx.loss was never set during the training phase") as info:
+        module.fit((x, y), epochs=1, verbose=False)
+    assert "custom step() must set `ctx.loss`" in str(info.value)
+    assert "'Loss' (LossAverage)" in str(info.value)  # wrapped: names the metric and the phase
+
+
+def test_evaluate_stopped_before_its_first_batch_end_records_nan() -> None:
+    # The Metrics callback computes at on_valid_end when ctx.iter > 0, even if no batch reached
+    # on_valid_batch_end: compute() before any update() must not raise, so it is nan.
+    x, y = regression_data()
+    fitted = _regression([MAE(), BinaryAUROC()])
+    stop = luz.callback(on_valid_batch_begin=lambda ctx: (_ for _ in ()).throw(luz.StopTraining()))
+    values = fitted.evaluate((x, y), callbacks=[stop], verbose=False).records["metrics"]["valid"][0]
+    assert list(values) == ["loss", "mae", "auc"]
+    assert all(math.isnan(v) for v in values.values())
+
+
+class Renamed(luz.Metric):
+    def __init__(self, abbrev: str) -> None:
+        self.abbrev = abbrev  # per instance, as R's metrics set it
+        self.n = 0
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        self.n += pred.shape[0]
+
+    def compute(self) -> float:
+        return float(self.n)
+
+
+def test_instance_abbrev_names_records_monitors_and_progress(capsys: pytest.CaptureFixture[str]) -> None:
+    x, y = regression_data()
+    stop = luz.callbacks.EarlyStopping(monitor="valid_rows", mode="max", patience=5)
+    rows = [Renamed("Rows")]
+    fitted = _regression(rows, epochs=2, valid_data=(x[:40], y[:40]), callbacks=[stop], verbose=True)
+    assert list(fitted.records["metrics"]["valid"][0]) == ["loss", "rows"]
+    assert len(fitted.records["metrics"]["valid"]) == 2  # the monitor "valid_rows" resolved
+    assert fitted.records["metrics"]["valid"][0]["rows"] == 40.0
+    err = capsys.readouterr().err
+    assert "Valid metrics: Loss: " in err and " - Rows: 40.0000" in err

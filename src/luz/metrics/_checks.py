@@ -1,10 +1,13 @@
-"""Argument and shape checks shared by the built-in metrics. None of them reads tensor values."""
+"""Argument and shape checks shared by the built-in metrics. The shape checks never read tensor
+values (no host sync in ``update``)."""
 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -57,13 +60,67 @@ def follow(acc: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return acc.to(device=like.device, dtype=dtype)
 
 
-def check_probability(argument: str, value: float) -> float:
-    """``value`` as a float strictly inside (0, 1), else a ``ValueError`` naming ``argument``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-        raise ValueError(f"`{argument}` must be a number strictly between 0 and 1, got {value!r}.")
-    return float(value)
+def _is_bool(value: object) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.dtype == torch.bool
+    return isinstance(value, bool | np.bool_)
+
+
+def check_real(argument: str, value: object, low: float | None = None, high: float | None = None) -> float:
+    """``value`` as a finite float in ``[low, high]`` (bounds optional, inclusive).
+
+    Accepts Python and NumPy real numbers and 0-d real tensors. A non-number is a ``TypeError``;
+    a bool, NaN, an infinity or a value out of range is a ``ValueError``. Both name ``argument``,
+    the value given and the allowed range.
+    """
+    allowed = "a finite real number" if low is None and high is None else f"a number in [{low}, {high}]"
+    if _is_bool(value):
+        raise ValueError(f"`{argument}` must be {allowed}, got the boolean {value!r}.")
+    if isinstance(value, torch.Tensor):
+        if value.ndim != 0 or value.is_complex():
+            raise TypeError(f"`{argument}` must be {allowed}, got a tensor of shape {tuple(value.shape)}.")
+        number = float(value)  # a one-off host read at construction
+    elif isinstance(value, numbers.Real):
+        number = float(value)
+    else:
+        raise TypeError(f"`{argument}` must be {allowed}, got {value!r} ({type(value).__name__}).")
+    if (
+        not math.isfinite(number)
+        or (low is not None and number < low)
+        or (high is not None and number > high)
+    ):
+        raise ValueError(f"`{argument}` must be {allowed}, got {value!r}.")
+    return number
+
+
+def check_integer(argument: str, value: object, minimum: int) -> int:
+    """``value`` as an int of at least ``minimum``.
+
+    Accepts Python and NumPy integers and integral floats (``1e5``). A non-number is a
+    ``TypeError``; a bool, a non-integral number or a value below ``minimum`` is a
+    ``ValueError``. Both name ``argument`` and the value given.
+    """
+    allowed = f"an integer of at least {minimum}"
+    if _is_bool(value):
+        raise ValueError(f"`{argument}` must be {allowed}, got the boolean {value!r}.")
+    if isinstance(value, numbers.Integral):
+        number = int(value)
+    elif isinstance(value, numbers.Real):
+        real = float(value)
+        if not real.is_integer():  # NaN and infinities included
+            raise ValueError(f"`{argument}` must be {allowed}, got {value!r}.")
+        number = int(real)
+    else:
+        raise TypeError(f"`{argument}` must be {allowed}, got {value!r} ({type(value).__name__}).")
+    if number < minimum:
+        raise ValueError(f"`{argument}` must be {allowed}, got {value!r}.")
+    return number
 
 
 def logit(p: float) -> float:
-    """``log(p / (1 - p))``: the logit above which ``sigmoid(x) > p``."""
+    """``log(p / (1 - p))``: the logit above which ``sigmoid(x) > p`` (``-inf`` at 0, ``inf`` at 1)."""
+    if p <= 0.0:
+        return -math.inf
+    if p >= 1.0:
+        return math.inf
     return math.log(p / (1.0 - p))

@@ -14,27 +14,36 @@ from typing import ClassVar
 import torch
 from torch.nn import functional as F
 
-from luz.metrics._checks import check_tensors, elementwise_pair, follow, positive_labels, shape_error
+from luz.metrics._checks import (
+    check_integer,
+    check_tensors,
+    elementwise_pair,
+    follow,
+    positive_labels,
+    shape_error,
+)
 from luz.metrics.base import Metric, MetricValue
 
 _EPS = torch.finfo(torch.float32).eps
 _AVERAGES = ("micro", "macro", "weighted", "none")
 
 
-def threshold_grid(num_thresholds: int, thresholds: Sequence[float] | torch.Tensor | None) -> torch.Tensor:
+def threshold_grid(
+    num_thresholds: int | float, thresholds: Sequence[float] | torch.Tensor | None
+) -> torch.Tensor:
     """luz's thresholds: the given ones sorted, or ``k / (num_thresholds - 2)`` for
     ``k = 2 … num_thresholds - 1``, plus ``-eps`` and ``1 + eps`` (float32 eps) at the ends.
 
     The default grid keeps luz's quirk: it starts at ``2 / (n - 2)``, reaches ``(n - 1) / (n - 2)``
     (above 1) and ends with ``1 + eps``, so it is not sorted; the metrics follow luz's order.
+    ``num_thresholds`` may be any integral number (``1e5`` as in luz's tests, NumPy integers).
     """
     if thresholds is not None:
         inner = torch.as_tensor(thresholds, dtype=torch.float64).flatten().sort().values
     else:
-        if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int) or num_thresholds <= 1:
-            raise ValueError(f"`num_thresholds` must be an integer greater than 1, got {num_thresholds!r}.")
-        k = torch.arange(2, num_thresholds, dtype=torch.float64)
-        inner = k / (num_thresholds - 2)
+        n = check_integer("num_thresholds", num_thresholds, minimum=2)
+        k = torch.arange(2, n, dtype=torch.float64)
+        inner = k / (n - 2)
     ends = torch.tensor([0.0 - _EPS, 1.0 + _EPS], dtype=torch.float64)
     return torch.cat([ends[:1], inner, ends[1:]])
 
@@ -47,7 +56,7 @@ class _AUROCBase(Metric):
 
     def __init__(
         self,
-        num_thresholds: int = 200,
+        num_thresholds: int | float = 200,
         thresholds: Sequence[float] | torch.Tensor | None = None,
         from_logits: bool = False,
     ) -> None:
@@ -80,11 +89,9 @@ class _AUROCBase(Metric):
         flat = index.reshape(-1)
         self.hist.view(-1).scatter_add_(0, flat, torch.ones_like(flat))
 
-    def _rates(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _rates(self, hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per class and threshold: true-positive rate, true-negative rate; positives per class."""
-        if self.hist is None:
-            raise RuntimeError(f"{type(self).__name__}.compute() called before any update().")
-        hist = self.hist.to("cpu", torch.float64)  # the one host sync
+        hist = hist.to("cpu", torch.float64)  # the one host sync
         neg, pos = hist[0], hist[1]
         # Bucket i holds the predictions above exactly i sorted thresholds.
         above = pos.flip(-1).cumsum(-1).flip(-1)[:, 1:]  # positives above sorted threshold k
@@ -107,7 +114,8 @@ class BinaryAUROC(_AUROCBase):
     a threshold.
 
     Args:
-        num_thresholds: the grid size (> 1), end points included; ignored with ``thresholds``.
+        num_thresholds: the grid size, an integer above 1 (``1e5`` is fine), end points
+            included; ignored with ``thresholds``.
         thresholds: explicit thresholds (sorted for you; ``-eps`` and ``1 + eps`` are added).
         from_logits: apply a sigmoid to predictions first.
 
@@ -127,7 +135,9 @@ class BinaryAUROC(_AUROCBase):
         self._accumulate(pred.reshape(-1, 1), positive_labels(target).reshape(-1, 1))
 
     def compute(self) -> float:
-        tpr, tnr, _ = self._rates()
+        if self.hist is None:  # no update yet: nan, like every built-in metric
+            return float("nan")
+        tpr, tnr, _ = self._rates(self.hist)
         step = torch.diff(tnr, dim=-1, prepend=torch.zeros_like(tnr[:, :1]))
         return float((tpr * step).sum())
 
@@ -145,7 +155,8 @@ class MulticlassAUROC(_AUROCBase):
     over luz's thresholds.
 
     Args:
-        num_thresholds: the grid size (> 1), end points included; ignored with ``thresholds``.
+        num_thresholds: the grid size, an integer above 1 (``1e5`` is fine), end points
+            included; ignored with ``thresholds``.
         thresholds: explicit thresholds (sorted for you; ``-eps`` and ``1 + eps`` are added).
         from_logits: apply a softmax over the class dimension first.
         average: ``"micro"`` (all classes stacked into one binary problem), ``"macro"`` (mean
@@ -164,7 +175,7 @@ class MulticlassAUROC(_AUROCBase):
 
     def __init__(
         self,
-        num_thresholds: int = 200,
+        num_thresholds: int | float = 200,
         thresholds: Sequence[float] | torch.Tensor | None = None,
         from_logits: bool = False,
         average: str = "micro",
@@ -202,7 +213,9 @@ class MulticlassAUROC(_AUROCBase):
         self._accumulate(pred.reshape(-1, width), positive.reshape(-1, width))
 
     def compute(self) -> MetricValue:
-        tpr, tnr, n_pos = self._rates()
+        if self.hist is None:  # no update yet: nan (the number of classes is not known either)
+            return float("nan")
+        tpr, tnr, n_pos = self._rates(self.hist)
         step = torch.diff(tnr, dim=-1, prepend=torch.zeros_like(tnr[:, :1]))
         after = torch.cat([step[:, 1:], torch.zeros_like(step[:, :1])], dim=-1)
         aucs = (tpr * (step + after) / 2).sum(-1)

@@ -23,7 +23,8 @@ class Metric:
     ``update(pred, target)`` runs at every batch end and must not read values back to the host
     (no ``.item()``), so accumulate in tensors; ``compute()`` runs at phase end (and at
     progress-bar refreshes) and returns a float or a dict of floats. ``abbrev`` is the display
-    name; the record name is its lower case (default: the lower-cased class name). Instances
+    name, set on the class or per instance (``self.abbrev = ...`` in ``__init__``); the record
+    name is its lower case (default: the lower-cased class name). Instances
     passed to ``setup`` are prototypes: each phase of each epoch uses a fresh deep copy moved to
     ``ctx.device``, with the context as ``self.ctx``.
 
@@ -41,7 +42,8 @@ class Metric:
         ...         return self.total.item() / max(self.count, 1)
     """
 
-    abbrev: ClassVar[str | None] = None
+    abbrev: str | None = None
+    """Display name; an instance attribute overrides the class one."""
     dist_reduce: ClassVar[dict[str, str]] = {}
     """How each state attribute combines across the processes of a distributed run, e.g.
     ``{"total": "sum", "count": "sum"}``: ``"sum"``, ``"max"``, ``"min"`` or ``"cat"``."""
@@ -73,8 +75,8 @@ class Metric:
 
     @property
     def display_name(self) -> str:
-        """The name shown in progress output (``abbrev`` or the class name)."""
-        return type(self).abbrev or type(self).__name__
+        """The name shown in progress output (``abbrev``, per instance or class, else the class name)."""
+        return self.abbrev or type(self).__name__
 
     @property
     def record_name(self) -> str:
@@ -139,7 +141,8 @@ class LossAverage(Metric):
     much as a full one, so it can differ from a sample-weighted metric such as MSE. With several
     optimizers ``compute`` returns ``{optimizer name: mean}``. Across the processes of a
     distributed run the batch-loss sums and batch counts are added up, so the value is the mean
-    over every rank's batches.
+    over every rank's batches. ``compute`` raises a ``ValueError`` when batches were seen but
+    none set ``ctx.loss`` (a custom ``step()`` must), and returns ``nan`` before any batch.
 
     Per batch, ``update`` only keeps a reference to the (detached) batch loss; every
     `FOLD_EVERY` batches the kept losses are summed in float64 with one stacked operation, so
@@ -148,17 +151,21 @@ class LossAverage(Metric):
     """
 
     abbrev = "Loss"
-    dist_reduce: ClassVar[dict[str, str]] = {"sums": "sum", "counts": "sum"}
+    dist_reduce: ClassVar[dict[str, str]] = {"sums": "sum", "counts": "sum", "batches": "sum"}
     FOLD_EVERY: ClassVar[int] = 64
     """How many batch losses are kept before they are added into the float64 sums."""
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.counts: dict[str, int] = {}
+        self.batches = 0  # updates seen, with or without a loss: tells "no batch" from "no loss"
         self._pending: dict[str, list[torch.Tensor]] = {}
 
     def update(self, pred: Any, target: Any) -> None:
+        self.batches += 1
         loss = self.ctx.loss if self.ctx is not None else {}
+        if loss is None:
+            return
         items = loss.items() if isinstance(loss, dict) else [("opt", loss)]
         for name, value in items:
             pending = self._pending.get(name)
@@ -190,6 +197,15 @@ class LossAverage(Metric):
 
     def compute(self) -> MetricValue:
         self._fold_all()
+        if not self.sums:
+            if not self.batches:  # no batch reached update (e.g. stopped before the first)
+                return float("nan")
+            phase = "" if self.ctx is None else (" training" if self.ctx.training else " validation")
+            raise ValueError(
+                f"ctx.loss was never set during the{phase} phase ({self.batches} batches): a custom "
+                "step() must set `ctx.loss` to the batch loss, a tensor or a dict of tensors by "
+                'optimizer name (e.g. `ctx.loss = {"opt": loss.detach()}`).'
+            )
         means = {name: total.item() / self.counts[name] for name, total in self.sums.items()}
         if len(means) == 1:
             return next(iter(means.values()))

@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 
 from luz.metrics._checks import (
-    check_probability,
+    check_real,
     check_tensors,
     elementwise_pair,
     follow,
@@ -68,13 +68,14 @@ class Accuracy(_Counts):
 class BinaryAccuracy(_Counts):
     """Binary accuracy: the share of samples where ``pred > threshold`` matches the 0/1 target.
 
-    ``pred`` holds probabilities; ``target`` holds 0/1 labels as floats, integers or booleans
-    (numbers above 0.5 count as positive).
+    ``pred`` holds probabilities or raw scores; ``target`` holds 0/1 labels as floats, integers or
+    booleans (numbers above 0.5 count as positive).
     Shapes must be equal, except that ``(N, 1)`` and ``(N,)`` are matched by reshaping
     ``target``; other mismatches raise a ``ValueError`` showing both shapes.
 
     Args:
-        threshold: a probability strictly between 0 and 1.
+        threshold: any finite real number, as in R's ``pred > threshold`` (0 suits raw scores).
+            Python and NumPy numbers and 0-d tensors are accepted.
 
     Example:
         >>> import torch, luz
@@ -86,7 +87,7 @@ class BinaryAccuracy(_Counts):
 
     def __init__(self, threshold: float = 0.5) -> None:
         super().__init__()
-        self.threshold = check_probability("threshold", threshold)
+        self.threshold = check_real("threshold", threshold)
 
     def _cut(self) -> float:
         return self.threshold
@@ -106,7 +107,8 @@ class BinaryAccuracyWithLogits(BinaryAccuracy):
     rounding of a saturated sigmoid. Targets and shapes as in `BinaryAccuracy`.
 
     Args:
-        threshold: a probability strictly between 0 and 1 (0.5 means ``pred > 0``).
+        threshold: a probability in [0, 1], applied to ``sigmoid(pred)`` (0.5 means ``pred > 0``;
+            0 counts every finite logit as positive, 1 none).
 
     Example:
         >>> import torch, luz
@@ -117,7 +119,7 @@ class BinaryAccuracyWithLogits(BinaryAccuracy):
     """
 
     def __init__(self, threshold: float = 0.5) -> None:
-        super().__init__(threshold)
+        super().__init__(check_real("threshold", threshold, low=0.0, high=1.0))
         self._logit = logit(self.threshold)
 
     def _cut(self) -> float:

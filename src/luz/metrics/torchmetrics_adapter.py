@@ -22,11 +22,12 @@ class TorchMetric(Metric):
     luz wraps torchmetrics instances passed in ``metrics=`` automatically. Like every metric
     prototype, each phase of each epoch uses a deep copy, moved to ``ctx.device`` and reset, so
     state never leaks between epochs or phases, and the instance you passed is never updated.
-    The display name is the wrapped class's name (``MulticlassF1Score``), the record name its
-    lower case (``multiclassf1score``). ``compute`` results become floats: a one-element tensor
-    gives a float, a larger tensor ``{"0": v0, "1": v1, ...}`` (``"i_j"`` keys for 2-d), a dict
-    ``{key: value}`` with its values converted the same way. Whether ``update`` syncs with the
-    host is up to torchmetrics (its argument validation may; see ``validate_args``).
+    The display name is the wrapped class's name (``MulticlassF1Score``, or ``abbrev`` when set
+    on the wrapper), the record name its lower case (``multiclassf1score``). ``compute`` results
+    become floats: a one-element tensor gives a float, a larger tensor ``{"0": v0, "1": v1, ...}``
+    (``"i_j"`` keys for 2-d), a dict ``{key: value}`` with its values converted the same way.
+    Whether ``update`` syncs with the host is up to torchmetrics (its argument validation may;
+    see ``validate_args``).
 
     Args:
         metric: a ``torchmetrics.Metric`` instance.
@@ -55,7 +56,8 @@ class TorchMetric(Metric):
 
     @property
     def display_name(self) -> str:
-        return type(self.metric).__name__
+        """``abbrev`` when set on the wrapper, else the wrapped class's name."""
+        return self.abbrev or type(self.metric).__name__
 
     def update(self, pred: Any, target: Any) -> None:
         self._synced = None
