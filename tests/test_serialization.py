@@ -219,7 +219,7 @@ def test_pickle_payloads_are_refused_and_never_run(tmp_path: Path) -> None:
             luz.load_checkpoint(fitted, path)
         with pytest.raises(ValueError, match="not a safetensors file"):
             luz.load(path)
-        with pytest.raises(ValueError, match="not a safetensors file|Cannot read .* safely"):
+        with pytest.raises(ValueError, match=r"not a safetensors file|Cannot read .* safely"):
             luz.load_model_weights(fitted, path)
     assert not marker.exists()
 

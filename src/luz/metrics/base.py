@@ -222,10 +222,10 @@ def check_metric(metric: object, argument: str = "metrics") -> Metric:
         return TorchMetric(metric)
     hint = ""
     if isinstance(metric, type):
-        hint = f" Did you forget to instantiate it? Pass {metric.__name__}() instead of {metric.__name__}."
+        hint = f"; did you forget to instantiate it? Pass {metric.__name__}() instead of {metric.__name__}."
     raise TypeError(
         f"Expected an object with class luz.Metric (or a torchmetrics.Metric) in `{argument}`, "
-        f"got {metric!r} ({type(metric).__name__}).{hint}"
+        f"got {metric!r} ({type(metric).__name__}){hint or '.'}"
     )
 
 
