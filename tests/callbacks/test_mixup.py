@@ -36,7 +36,12 @@ def test_mixup_mixes_each_sample_with_its_own_weight() -> None:
     expected = y1.float() + weight * (y2.float() - y1.float())
     assert torch.allclose(mixed.flatten(), expected)
     with pytest.raises(ValueError, match="`weight`"):
-        luz.mixup(x, y, torch.rand(6, 1))
+        luz.mixup(x, y, torch.rand(6, 2))
+    torch.manual_seed(0)
+    column, column_target = luz.mixup(x, y, weight.reshape(6, 1))  # R's tests pass a column
+    torch.manual_seed(0)
+    flat, _ = luz.mixup(x, y, weight)
+    assert torch.equal(column, flat) and column_target.weight.shape == (6,)
 
 
 def test_mixup_loss_matches_manual_lerp_of_per_sample_losses() -> None:

@@ -42,7 +42,8 @@ def mixup(x: torch.Tensor, y: Any, weight: torch.Tensor) -> tuple[torch.Tensor, 
     Args:
         x: the input batch, ``(batch, ...)``.
         y: the targets (a tensor indexable by the permutation).
-        weight: ``(batch,)`` shares of the shuffled sample, in ``[0, 1]``.
+        weight: ``(batch,)`` shares of the shuffled sample, in ``[0, 1]`` (a ``(batch, 1)``
+            column is accepted and flattened).
 
     Returns:
         ``(x_mixed, MixupTarget(ys=(y, y[perm]), weight=weight))``.
@@ -57,9 +58,12 @@ def mixup(x: torch.Tensor, y: Any, weight: torch.Tensor) -> tuple[torch.Tensor, 
     if not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor):
         raise TypeError("mixup() needs tensors for `x` and `weight`.")
     batch = x.shape[0]
+    if weight.shape == (batch, 1):  # luz's own examples pass a column
+        weight = weight.reshape(batch)
     if weight.shape != (batch,):
         raise ValueError(
-            f"`weight` must have shape ({batch},) (one share per sample), got {tuple(weight.shape)}."
+            f"`weight` must have shape ({batch},) (one share per sample) or ({batch}, 1), got "
+            f"{tuple(weight.shape)}."
         )
     perm = torch.randperm(batch, device=x.device)
     x_mixed = torch.lerp(x, x[perm], _per_sample(weight, x))
