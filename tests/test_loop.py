@@ -360,6 +360,32 @@ def test_no_host_sync_during_batches(monkeypatch: pytest.MonkeyPatch, task: str)
     assert counts == {"item": 1}
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("optimizer", [torch.optim.SGD, torch.optim.Adam])
+def test_no_cuda_sync_during_batches(optimizer: Any) -> None:
+    # Issue 7: an epoch with validation, verbose=False, the default callbacks, Accuracy and the
+    # loss average, under CUDA's sync debug mode between the phases' begin and end hooks.
+    def mode(value: str) -> Any:
+        return lambda ctx: torch.cuda.set_sync_debug_mode(value)
+
+    on = luz.callback(on_train_begin=mode("error"), on_valid_begin=mode("error"), weight=float("inf"))
+    off = luz.callback(on_train_end=mode("default"), on_valid_end=mode("default"), weight=-float("inf"))
+    x, y = torch.randn(512, 10), torch.randint(0, 3, (512,))
+    module = luz.setup(
+        Linear, loss=nn.CrossEntropyLoss(), optimizer=optimizer, metrics=[luz.metrics.Accuracy()]
+    )
+    try:
+        fitted = (
+            module.set_hparams(out_features=3)
+            .set_opt_hparams(lr=0.01)
+            .fit((x, y), epochs=2, valid_data=0.25, callbacks=[on, off], verbose=False)
+        )
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert fitted.model.fc.weight.device.type == "cuda"
+    assert len(fitted.records["metrics"]["valid"]) == 2
+
+
 @pytest.mark.parametrize("where", ["on_fit_begin", "on_train_batch_after_loss", "on_valid_end"])
 def test_stop_training_anywhere_in_fit(where: str) -> None:
     x, y = regression_data(64)
