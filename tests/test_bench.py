@@ -36,10 +36,16 @@ def test_overhead_variants_train(variant: str) -> None:
     assert result["sec_per_step"] > 0
 
 
-def test_gpu_bench_timing_runs_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gpu_bench_timing_runs_on_the_cpu(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     gpu = _load("gpu")
     monkeypatch.setattr(sys, "argv", ["gpu.py", "--device", "cpu", "--rounds", "1", "--epochs", "1"])
     gpu.main()  # warm-up and one round of the three variants, on the CPU
+    out = capsys.readouterr().out
+    for variant in ("hand-written loop", "pyluz, same DataLoader", "pyluz, tensors"):
+        assert variant in out
+    assert "1.000x" in out  # the baseline's own ratio
 
 
 def test_gpu_bench_without_cuda_says_so(

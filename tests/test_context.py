@@ -201,3 +201,17 @@ def test_buffers_are_free_space() -> None:
     ctx = make_ctx()
     ctx.buffers["mine"] = [1]
     assert ctx.buffers == {"mine": [1]}
+
+
+def test_setting_the_input_of_a_bare_tensor_batch() -> None:
+    ctx = luz.Context()
+    a, b = torch.zeros(4, 3), torch.ones(4, 2)
+    ctx.batch = torch.full((4, 3), 7.0)
+    ctx.input = a
+    assert ctx.input is a and ctx.target is None
+    ctx.batch = torch.full((4, 3), 7.0)
+    ctx.input = (a, b)  # a multi-input replaces the input only
+    assert ctx.input == (a, b) and ctx.target is None
+    ctx.batch = torch.full((4, 3), 7.0)
+    ctx.target = b
+    assert torch.equal(ctx.input, torch.full((4, 3), 7.0)) and ctx.target is b

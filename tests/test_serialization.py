@@ -111,6 +111,8 @@ def test_load_model_weights_reads_torch_save_and_plain_safetensors_state_dicts(t
         luz.load_model_weights(target, tmp_path / name)
         for key, value in target.model.state_dict().items():
             assert torch.equal(value, source.model.state_dict()[key]), name
+    save_file(source.model.state_dict(), str(tmp_path / "hf.safetensors"), metadata={"format": "pt"})
+    luz.load_model_weights(_fit(Linear, epochs=1), tmp_path / "hf.safetensors")  # other tools' metadata
     torch.save({"weights": [1, 2]}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="does not hold a state dict"):
         luz.load_model_weights(source, tmp_path / "other.pt")

@@ -527,7 +527,9 @@ def _replace(batch: Any, index: int, value: Any) -> Any:
         key = next((k for k in keys if k in batch), keys[0])
         return {**batch, key: value}
     if isinstance(batch, torch.Tensor):  # a bare-tensor batch is its input
-        return value if index == 0 else (batch, value)
+        if index == 0:
+            return value if isinstance(value, torch.Tensor) else (value,)
+        return (batch, value)
     items = list(batch)
     while len(items) <= index:
         items.append(None)

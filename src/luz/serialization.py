@@ -329,7 +329,8 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         magic = handle.read(2)
     if magic != b"PK":  # not a torch.save zip archive: safetensors
         tensors, metadata = _read_safetensors(path, metadata_optional=True)
-        if metadata.get("format", WEIGHTS_FORMAT) != WEIGHTS_FORMAT:
+        kind = str(metadata.get("format", ""))
+        if kind.startswith("pyluz-") and kind != WEIGHTS_FORMAT:  # other tools write e.g. "pt"
             raise ValueError(
                 f"{str(path)!r} is a {metadata['format']} file, not model weights. Use luz.load() "
                 "for luz.save() files and luz.load_checkpoint() for checkpoints."

@@ -194,6 +194,50 @@ def test_keep_best_model_also_restores_callback_states() -> None:
     assert count.epochs == 1  # the best (worst-loss) epoch was the first
 
 
+def test_keep_best_model_leaves_callbacks_without_load_state_dict_alone() -> None:
+    class Info(luz.Callback):  # SPEC §3: load_state_dict is optional
+        def state_dict(self) -> dict[str, Any]:
+            return {"seen": 1}
+
+    x, y = torch.ones(100, 1), torch.zeros(100, 1)
+    fitted = (
+        luz.setup(Scalar, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.01)
+        .fit((x, y), epochs=3, callbacks=[Info(), KeepBestModel(monitor="train_loss")], verbose=False)
+    )
+    assert len(fitted.records["metrics"]["train"]) == 3
+
+
+def test_keep_best_model_with_auto_resume_ends_like_an_uninterrupted_run(tmp_path: Path) -> None:
+    from luz.callbacks import AutoResume, LRScheduler
+
+    def run(fail_at: int | None) -> LRScheduler:
+        scheduler = LRScheduler(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
+
+        def fail(ctx: Any) -> None:
+            if ctx.epoch == fail_at:
+                raise RuntimeError("simulated failure")
+
+        x, y = torch.ones(100, 1), torch.zeros(100, 1)
+        callbacks = [
+            scheduler,
+            KeepBestModel(monitor="train_loss", mode="max"),
+            luz.callback(on_train_batch_begin=fail),
+            AutoResume(tmp_path / "state.pt"),
+        ]
+        luz.setup(Scalar, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.01).fit(
+            (x, y), epochs=5, callbacks=callbacks, verbose=False
+        )
+        return scheduler
+
+    reference = run(None).state_dict()
+    with pytest.raises(RuntimeError):
+        run(3)
+    resumed = run(None).state_dict()
+    assert resumed == reference
+    assert reference["last_epoch"] == 1  # back at the best (first) epoch
+
+
 def test_a_reused_save_best_only_checkpoint_starts_over_each_fit(tmp_path: Path) -> None:
     x, y = regression_data(100)
     cb = ModelCheckpoint(str(tmp_path / "a") + "/", monitor="train_loss", save_best_only=True)

@@ -85,6 +85,8 @@ def test_mixup_loss_checks() -> None:
         luz.MixupLoss("cross_entropy")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="loss module"):
         luz.MixupLoss(nn.CrossEntropyLoss)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="takes `reduction=`"):
+        luz.MixupLoss(lambda pred, target: F.cross_entropy(pred, target))
     with pytest.raises(ValueError, match="reduction"):
         luz.MixupLoss(nn.Identity())
 

@@ -439,6 +439,34 @@ def test_a_crash_after_a_later_callback_resumes_exactly(tmp_path: Path) -> None:
     assert resumed.i == 11
 
 
+def test_records_logged_while_skipping_do_not_change_the_resumed_run(tmp_path: Path) -> None:
+    # A callback logging by epoch in on_epoch_begin writes into the records during skipped
+    # epochs too; the saved records must come back untouched.
+    def run(fail: FailOnce | None) -> luz.Fitted:
+        log_lr = luz.callback(on_epoch_begin=lambda ctx: ctx.log_metric("lr", ctx.opt.param_groups[0]["lr"]))
+        callbacks = [
+            LRScheduler(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.1),
+            log_lr,
+            AutoResume(tmp_path / "state.pt"),
+        ]
+        return _linear_fit(callbacks + ([fail] if fail else []), epochs=5)
+
+    reference = run(None)
+    fail = FailOnce(epoch=3, breakpoint="on_train_batch_begin", iteration=1)
+    with pytest.raises(RuntimeError):
+        run(fail)
+    resumed = run(fail)
+    lrs = [entry["lr"] for entry in resumed.records["metrics"]["train"]]
+    assert lrs == [entry["lr"] for entry in reference.records["metrics"]["train"]]
+    assert lrs == pytest.approx([0.01 * 0.1**e for e in range(5)])
+
+
+def test_resume_from_a_directory_compares_epoch_numbers_as_numbers(tmp_path: Path) -> None:
+    for name in ("epoch-09-loss-1.0.pt", "epoch-99-loss-1.0.pt", "epoch-100-loss-2.0.pt"):
+        (tmp_path / name).write_bytes(b"")
+    assert ResumeFromCheckpoint(tmp_path).resolve() == tmp_path / "epoch-100-loss-2.0.pt"
+
+
 def test_auto_resume_creates_the_parent_directory(tmp_path: Path) -> None:
     AutoResume(tmp_path / "a" / "b" / "state.pt")
     assert (tmp_path / "a" / "b").is_dir()

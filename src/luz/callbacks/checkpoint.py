@@ -18,6 +18,7 @@ from luz._checkpoint import (
     checkpoint_state,
     load_checkpoint_into_context,
     read_checkpoint,
+    stateful_callbacks,
     write_checkpoint,
 )
 from luz.callbacks.monitor import MonitorCallback
@@ -173,21 +174,39 @@ class KeepBestModel(ModelCheckpoint):
                 restore_model_state=True,
                 restore_optimizer_state=True,
                 restore_records=False,
-                # as luz: the other callbacks go back to the best epoch too (a best state
-                # rebuilt by `load_state_dict` after a resume holds no callback states)
-                restore_callbacks_state="callbacks" in state,
+                restore_callbacks_state=False,
                 restore_rng=False,
             )
+            self._restore_other_callbacks(state.get("callbacks", []))
             file.unlink(missing_ok=True)
         self.best, self.best_epoch, self.last_path = None, None, None
 
+    def _restore_other_callbacks(self, saved: list[dict[str, Any]]) -> None:
+        # As luz: the other callbacks go back to the best epoch too. Matched by class and
+        # position; callbacks without `load_state_dict` (it is optional) keep their state.
+        current = stateful_callbacks(self.context)
+        if [entry["class"] for entry in saved] != [type(cb).__qualname__ for _, cb in current]:
+            return  # not this run's callbacks: nothing to match them with
+        for entry, (_, cb) in zip(saved, current, strict=True):
+            load = getattr(cb, "load_state_dict", None)
+            # Best-model keepers keep their own best (one would rewrite another's with an older one).
+            if not isinstance(cb, KeepBestModel) and entry["state"] is not None and callable(load):
+                load(entry["state"])
+
     def state_dict(self) -> dict[str, Any]:
-        """The best value, its epoch and (once one exists) its model and optimizer states."""
+        """The best value, its epoch and (once one exists) the best epoch's model, optimizer
+        and callback states."""
         state: dict[str, Any] = {"best": self.best, "best_epoch": self.best_epoch}
         file = Path(self.path)
         if file.exists():
             saved = read_checkpoint(file)
             state["model"], state["optimizers"] = saved["model"], saved["optimizers"]
+            # Other callbacks' states at the best epoch; this callback's own entry is dropped
+            # (it would nest an older best model).
+            state["callbacks"] = [
+                entry if entry["class"] != type(self).__qualname__ else {**entry, "state": None}
+                for entry in saved.get("callbacks", [])
+            ]
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -200,6 +219,7 @@ class KeepBestModel(ModelCheckpoint):
                 "epoch": self.best_epoch,
                 "model": state["model"],
                 "optimizers": state["optimizers"],
+                "callbacks": state.get("callbacks", []),
             }
             write_checkpoint(best, self.path)
 

@@ -108,7 +108,7 @@ class MixupLoss(nn.Module):
                     f"`loss` ({type(loss).__name__}) must support `reduction` (like torch.nn losses) "
                     "so that per-sample losses can be computed."
                 )
-        elif not callable(loss) or isinstance(loss, type):
+        elif not callable(loss) or isinstance(loss, type) or not _takes_reduction(loss):
             raise TypeError(
                 "`loss` must be a loss module such as nn.CrossEntropyLoss() or a function such as "
                 f"F.cross_entropy that takes `reduction=`, got {loss!r} ({type(loss).__name__})."

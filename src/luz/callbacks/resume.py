@@ -3,8 +3,10 @@ a crash (`AutoResume`)."""
 
 from __future__ import annotations
 
+import copy
 import math
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -23,20 +25,25 @@ from luz.events import SkipEpoch
 
 
 def last_checkpoint(directory: Path) -> Path | None:
-    """The last file of ``directory`` in sorted name order (as luz picks it: with
-    `ModelCheckpoint`'s ``epoch-{epoch:02d}-...`` names, the latest epoch), ignoring hidden
-    files such as in-progress temporaries."""
-    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
-    return files[-1] if files else None
+    """The last file of ``directory`` in sorted name order, numbers compared as numbers (as luz
+    picks it, but ``epoch-100`` after ``epoch-99``: with `ModelCheckpoint`'s default names, the
+    latest epoch), ignoring hidden files such as in-progress temporaries."""
+    files = [p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")]
+    return max(files, key=lambda p: _natural_key(p.name)) if files else None
+
+
+def _natural_key(name: str) -> list[tuple[int, int | str]]:
+    # (0, number) and (1, text) parts, so numbers and text never compare with each other.
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part]
 
 
 class ResumeFromCheckpoint(Callback):
     """Starts a fit from a checkpoint: at ``on_fit_begin`` the chosen parts are loaded.
 
-    A directory means its last checkpoint in sorted name order (with `ModelCheckpoint`'s
-    default names, the latest epoch). If nothing exists at ``path``, a ``UserWarning`` says so
-    (when the callback is made, and at fit begin if it is still missing) and training starts
-    from scratch.
+    A directory means its last checkpoint in sorted name order, numbers compared as numbers
+    (with `ModelCheckpoint`'s default names, the latest epoch). If nothing exists at ``path``,
+    a ``UserWarning`` says so when the callback is made (and at fit begin if it was there then
+    but is gone), and training starts from scratch.
 
     Args:
         path: a checkpoint file or a directory of them.
@@ -78,7 +85,8 @@ class ResumeFromCheckpoint(Callback):
         self._warned = True
         warnings.warn(
             f"ResumeFromCheckpoint: no checkpoint at {str(self.path)!r} (the path does not exist "
-            "or holds no file); training starts from the model's initial state.",
+            "or holds no file); unless one is there when the fit begins, training starts from "
+            "the model's initial state.",
             UserWarning,
             stacklevel=stacklevel,
         )
@@ -162,7 +170,9 @@ class AutoResume(Callback):
         self._resume_epoch = min(int(state["epoch"]), ctx.max_epochs)
         if ctx.verbose:
             print(f"Resuming training from {str(self.path)!r} after epoch {state['epoch']}.", file=sys.stderr)
-        load_checkpoint_into_context(ctx, state)
+        # A copy: records logged by index while epochs are skipped must not reach the saved
+        # state, which is put back untouched at the last skipped epoch.
+        load_checkpoint_into_context(ctx, copy.deepcopy(state))
         self._pending = state
 
     def on_epoch_begin(self) -> None:

@@ -147,7 +147,9 @@ class LossAverage(Metric):
     Per batch, ``update`` only keeps a reference to the (detached) batch loss; every
     `FOLD_EVERY` batches the kept losses are summed in float64 with one stacked operation, so
     the mean stays exact over long epochs without a tensor operation (or a CUDA kernel launch)
-    per step.
+    per step. So ``ctx.loss`` must hold a new tensor each batch (the default step's is): a
+    custom step that writes each batch's loss into one reused tensor in place must store a
+    copy (``ctx.loss = buffer.clone()``).
     """
 
     abbrev = "Loss"
