@@ -17,28 +17,10 @@ from __future__ import annotations
 import argparse
 
 import torch
-from digits import load_data  # the data split of examples/digits.py
+from digits import DigitsCNN, load_data  # the model and data split of examples/digits.py
 from torch import nn
-from torch.nn import functional as F
 
 import luz
-
-
-class DigitsCNN(nn.Module):
-    """Two conv layers and two linear layers, sized for 8x8 images."""
-
-    def __init__(self, num_classes: int = 10) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, kernel_size=3, padding=1)
-        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
-        self.fc1 = nn.Linear(64 * 4 * 4, 128)
-        self.fc2 = nn.Linear(128, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.conv1(x))
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = F.relu(self.fc1(torch.flatten(x, 1)))
-        return self.fc2(x)
 
 
 def main() -> None:
