@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 import luz
-from luz.context import new_records
+from luz.callbacks.base import CallbackRunner
+from luz.records import new_records
 
 
 def make_ctx() -> luz.Context:
@@ -168,13 +169,11 @@ def test_log_custom_entries() -> None:
 
 
 def test_call_callbacks_names() -> None:
-    ctx = make_ctx()
     hits: list[str] = []
-    ctx.callbacks = [
-        luz.callback(
-            on_epoch_end=lambda c: hits.append("end"), on_custom_thing=lambda c: hits.append("custom")
-        )
-    ]
+    cb = luz.callback(
+        on_epoch_end=lambda c: hits.append("end"), on_custom_thing=lambda c: hits.append("custom")
+    )
+    ctx = luz.Context(accelerator=luz.Accelerator(cpu=True), runner=CallbackRunner([cb]))
     ctx.call_callbacks("on_epoch_end")
     ctx.call_callbacks("on_custom_thing")
     ctx.call_callbacks("on_nothing_listens")
@@ -188,13 +187,15 @@ def test_call_callbacks_names() -> None:
 def test_callbacks_are_sorted_and_bound() -> None:
     ctx = make_ctx()
     late, early = luz.callback(on_fit_end=print, weight=2), luz.callback(on_fit_end=print, weight=-2)
-    ctx.callbacks = [late, early]
+    ctx = luz.Context(runner=CallbackRunner([late, early]))
     assert ctx.callbacks == [early, late]
     assert early.ctx is ctx
     ctx.clean()
     assert early.ctx is None and ctx.callbacks == []
     with pytest.raises(TypeError, match=r"luz\.Callback instances"):
-        ctx.callbacks = [object()]  # type: ignore[list-item]
+        CallbackRunner([object()])
+    with pytest.raises(AttributeError):
+        ctx.callbacks = [late]  # type: ignore[misc]  # the runner is handed in when the run starts
 
 
 def test_buffers_are_free_space() -> None:

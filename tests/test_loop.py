@@ -41,6 +41,8 @@ def _expand(nodes: list[tuple[str, list[Any]]], counts: dict[str, Any]) -> list[
         elif text.startswith("if "):
             if counts[text.removeprefix("if ")]:
                 out += _expand(children, counts)
+        elif text.startswith("("):  # a control point that is not a breakpoint
+            assert not children, text
         else:
             assert text.startswith("on_") and not children, text
             out.append(text)

@@ -14,8 +14,6 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
 from luz import callbacks, metrics, serialization
 from luz._errors import CallbackError, MetricError
 from luz.accelerator import Accelerator
@@ -24,48 +22,15 @@ from luz.callbacks.mixup import MixupLoss, MixupTarget, mixup
 from luz.context import Context
 from luz.data import as_dataloader
 from luz.events import BREAKPOINTS, SkipEpoch, StopTraining
-from luz.fitted import Evaluation, Fitted
 from luz.lr_finder import LRFinderResult, lr_finder
-from luz.metrics.base import Metric, MetricSet
+from luz.metrics.base import Metric
+from luz.metrics.set import MetricSet
 from luz.module import LuzModule, setup
+from luz.results import Evaluation, Fitted
+from luz.run import evaluate, fit, get_metrics, predict, set_hparams, set_opt_hparams
 from luz.serialization import load, load_checkpoint, load_model_weights, save, save_model_weights
 
 __version__ = "0.1.0"
-
-
-def set_hparams(module: LuzModule, **hparams: Any) -> LuzModule:
-    """Functional form of `LuzModule.set_hparams`."""
-    return module.set_hparams(**hparams)
-
-
-def set_opt_hparams(module: LuzModule, **opt_hparams: Any) -> LuzModule:
-    """Functional form of `LuzModule.set_opt_hparams`."""
-    return module.set_opt_hparams(**opt_hparams)
-
-
-def fit(module: LuzModule, data: Any, **kwargs: Any) -> Fitted:
-    """Functional form of `LuzModule.fit`."""
-    return module.fit(data, **kwargs)
-
-
-def predict(fitted: Fitted, newdata: Any, **kwargs: Any) -> Any:
-    """Functional form of `Fitted.predict`."""
-    return fitted.predict(newdata, **kwargs)
-
-
-def evaluate(fitted: Fitted, data: Any, **kwargs: Any) -> Evaluation:
-    """Functional form of `Fitted.evaluate`."""
-    return fitted.evaluate(data, **kwargs)
-
-
-def get_metrics(obj: Fitted | Evaluation | Context) -> Any:
-    """The metrics DataFrame of a fitted object, an evaluation or a context."""
-    if isinstance(obj, Context):
-        return obj.get_metrics_df()
-    if isinstance(obj, Fitted | Evaluation):
-        return obj.get_metrics()
-    raise TypeError(f"get_metrics() takes a Fitted, an Evaluation or a Context, got {type(obj).__name__}.")
-
 
 __all__ = [
     "BREAKPOINTS",

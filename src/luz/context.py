@@ -1,35 +1,61 @@
-"""The context: the one object that `fit`, `evaluate`, `predict`, callbacks and metrics share."""
+"""The context: the one object that `fit`, `evaluate` and `predict`, callbacks and metrics share.
+
+It holds the state of a run and nothing else: the records live in `luz.records`, reading a
+batch in `luz.batch`, and firing breakpoints in the runner that `luz.run` builds and hands in.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
 
-from luz.events import StopTraining
+from luz import records as _records
+from luz.batch import batch_input, batch_target, with_input, with_target
+from luz.events import check_breakpoint_name
+from luz.records import Records, new_records
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from luz.accelerator import Accelerator
-    from luz.callbacks.base import Callback, CallbackRunner
-    from luz.metrics.base import Metric, MetricSet
+    from luz.callbacks.base import Callback
+    from luz.metrics.base import Metric
+    from luz.metrics.set import MetricSet
 
-Records = dict[str, Any]
+__all__ = [
+    "Context",
+    "Records",
+    "Runner",
+    "bind_context",
+    "new_records",
+    "normalize_optimizers",
+    "unbind_context",
+]
 
 
-def new_records() -> Records:
-    """An empty records structure: metrics per set and wall-clock profile lists."""
-    return {
-        "metrics": {"train": [], "valid": []},
-        "profile": {"fit": [], "epoch": [], "train": [], "valid": []},
-    }
+class Runner(Protocol):
+    """What a context needs of the callback runner (`luz.callbacks.base.CallbackRunner`)."""
+
+    @property
+    def callbacks(self) -> Sequence[Callback]:
+        """The callbacks, sorted by weight."""
+
+    def fire(self, name: str) -> None:
+        """Run every hook implementing breakpoint ``name``."""
+
+    def after_epoch_end(self, action: Callable[[], None]) -> None:
+        """Run ``action()`` when each epoch commits."""
 
 
 def _default_step_opt(opt: torch.optim.Optimizer) -> None:
     opt.step()
+
+
+def _fire_nothing(name: str) -> None:
+    return None
 
 
 def _check_epoch_count(value: object, argument: str) -> int:
@@ -42,8 +68,13 @@ class Context:
     """State shared by the loop, the callbacks (``self.ctx``), metrics and the model (``self.ctx``).
 
     One context exists per `fit`, `evaluate` or `predict` call. Callbacks communicate through it;
-    ``buffers`` is free scratch space for them. Fields are valid as noted; ``records`` and
-    ``device`` are read-only.
+    ``buffers`` is free scratch space for them. Fields are valid as noted; ``records``,
+    ``device`` and ``callbacks`` are read-only.
+
+    Args:
+        verbose: whether progress is shown.
+        accelerator: places the model and batches on ``device``.
+        runner: the callback runner of the run; its callbacks get this context as ``ctx``.
     """
 
     verbose: bool
@@ -88,13 +119,10 @@ class Context:
     """Keyword arguments the optimizers were built with."""
     buffers: dict[str, Any]
     """Free scratch space for callbacks."""
-    stop_requested: StopTraining | None
-    """Distributed fits: a `StopTraining` raised on this rank, held until the next agreement
-    point (after ``on_fit_begin`` and after each epoch), where every rank stops if any asked."""
-    epoch_end_actions: list[Callable[[], None]]
-    """Actions run after every callback's ``on_epoch_end`` (see `after_epoch_end`)."""
 
-    def __init__(self, *, verbose: bool = False, accelerator: Accelerator | None = None) -> None:
+    def __init__(
+        self, *, verbose: bool = False, accelerator: Accelerator | None = None, runner: Runner | None = None
+    ) -> None:
         self.verbose = verbose
         self.accelerator = accelerator
         self._model: nn.Module | None = None
@@ -110,8 +138,6 @@ class Context:
         self.epoch = 0
         self._iter = 0
         self.training = False
-        self._callbacks: list[Callback] = []
-        self._runner: CallbackRunner | None = None
         self.batch = None
         self.pred = None
         self.loss_fn = None
@@ -126,8 +152,13 @@ class Context:
         self.hparams = {}
         self.opt_hparams = {}
         self.buffers = {}
-        self.stop_requested = None
-        self.epoch_end_actions = []
+        self._runner = runner
+        self._callbacks: list[Callback] = list(runner.callbacks) if runner is not None else []
+        # ``ctx.fire(name)``: the runner's own bound method, so the default step fires its
+        # breakpoints with no extra call; `call_callbacks` is the checked public form.
+        self.fire: Callable[[str], None] = runner.fire if runner is not None else _fire_nothing
+        for cb in self._callbacks:
+            cb.ctx = self
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Context:
         # A deep copy of the bound model (an EMA or best-model snapshot, say) shares the run's
@@ -170,9 +201,8 @@ class Context:
 
     @property
     def forward_model(self) -> nn.Module:
-        """The module the training forward pass runs through: in a distributed fit the
-        ``DistributedDataParallel`` wrapper of ``model`` (its backward averages gradients
-        across ranks), otherwise ``model`` itself. A custom ``step`` calls this in training."""
+        """What a training forward pass runs through: the ``DistributedDataParallel`` wrapper
+        of ``model`` in a distributed fit, else ``model``. A custom ``step`` uses it in training."""
         return self._forward_model if self._forward_model is not None else self.model
 
     @forward_model.setter
@@ -264,51 +294,28 @@ class Context:
 
     @property
     def callbacks(self) -> list[Callback]:
-        """The callbacks of this run, sorted by weight."""
+        """The callbacks of this run, sorted by weight (read-only: pass them to fit)."""
         return self._callbacks
-
-    @callbacks.setter
-    def callbacks(self, value: list[Callback]) -> None:
-        from luz.callbacks.base import CallbackRunner, check_callbacks
-
-        self._callbacks = check_callbacks(value)
-        for cb in self._callbacks:
-            cb.ctx = self
-        self._runner = CallbackRunner(self._callbacks)
 
     @property
     def input(self) -> Any:
         """The first element of ``batch`` (its ``"input"``/``"x"`` entry for a dict batch, the
         batch itself for a loader that yields bare tensors); setting it replaces that element."""
-        batch = self.batch
-        if type(batch) is tuple or type(batch) is list:  # the common case, checked cheaply
-            return batch[0]
-        if isinstance(batch, torch.Tensor):  # a loader of bare tensors: the batch is the input
-            return batch
-        if isinstance(batch, Mapping):
-            return _dict_entry(batch, INPUT_KEYS, required=True)
-        return batch[0]
+        return batch_input(self.batch)
 
     @input.setter
     def input(self, value: Any) -> None:
-        self.batch = _replace(self.batch, 0, value)
+        self.batch = with_input(self.batch, value)
 
     @property
     def target(self) -> Any:
         """The second element of ``batch`` (or its ``"target"``/``"y"`` entry for a dict batch;
         ``None`` if there is none, as for a bare-tensor batch)."""
-        batch = self.batch
-        if type(batch) is tuple or type(batch) is list:  # the common case, checked cheaply
-            return batch[1] if len(batch) > 1 else None
-        if isinstance(batch, torch.Tensor):
-            return None
-        if isinstance(batch, Mapping):
-            return _dict_entry(batch, TARGET_KEYS, required=False)
-        return batch[1] if len(batch) > 1 else None
+        return batch_target(self.batch)
 
     @target.setter
     def target(self, value: Any) -> None:
-        self.batch = _replace(self.batch, 1, value)
+        self.batch = with_target(self.batch, value)
 
     @property
     def records(self) -> Records:
@@ -329,32 +336,15 @@ class Context:
 
         Custom names are allowed if they start with ``on_`` (e.g. fired from a custom step).
         """
-        from luz.events import check_breakpoint_name
-
         check_breakpoint_name(name)
         self.fire(name)
 
     def after_epoch_end(self, action: Callable[[], None]) -> None:
-        """Run ``action()`` at each epoch end of this fit, after every callback's
-        ``on_epoch_end`` (not at skipped or abandoned epochs). `AutoResume` uses it to save a
-        state that includes what later callbacks did at the epoch end."""
-        self.epoch_end_actions.append(action)
-
-    def fire(self, name: str) -> None:
-        """Fire a breakpoint without validating the name (the loop's fast path).
-
-        In a distributed fit a `StopTraining` from a callback is held in ``stop_requested``
-        instead of propagating, so this rank keeps pace with the others until they agree.
-        """
-        runner = self._runner
-        if runner is None:
-            return
-        try:
-            runner.fire(name)
-        except StopTraining as stop:
-            if not self.distributed:
-                raise
-            self.stop_requested = stop
+        """Run ``action()`` when each epoch of this fit commits, after every callback's
+        ``on_epoch_end`` (not at skipped or abandoned epochs)."""
+        if self._runner is None:
+            raise RuntimeError("This context has no runner: after_epoch_end() is for a running fit.")
+        self._runner.after_epoch_end(action)
 
     def log(self, what: str, set: str, value: Any, index: int | None = None, *, append: bool = True) -> None:
         """Record ``value`` at ``records[what][set]``.
@@ -367,32 +357,17 @@ class Context:
             append: when the position holds a dict and ``value`` is a dict, merge into it
                 instead of replacing.
         """
-        entries = self._records.setdefault(what, {}).setdefault(set, [])
-        if index is None:
-            entries.append(value)
-            return
-        if index < 1:
-            raise ValueError(f"`index` is 1-based, got {index}.")
-        while len(entries) < index:
-            entries.append({} if isinstance(value, dict) else None)
-        current = entries[index - 1]
-        if append and isinstance(current, dict) and isinstance(value, dict):
-            current.update(value)
-        else:
-            entries[index - 1] = value
+        _records.log(self._records, what, set, value, index, append=append)
 
     def log_metric(self, name: str, value: float | dict[str, float]) -> None:
         """Record a metric value for the current epoch in the current set (train or valid)."""
-        self.log("metrics", "train" if self.training else "valid", {name: value}, self.epoch)
+        _records.log(
+            self._records, "metrics", "train" if self.training else "valid", {name: value}, self.epoch
+        )
 
     def get_log(self, what: str, set: str, index: int | None = None) -> Any:
         """The entry at 1-based ``index`` (default: the last), or ``None`` if absent."""
-        entries = self._records.get(what, {}).get(set, [])
-        if not entries:
-            return None
-        if index is None:
-            return entries[-1]
-        return entries[index - 1] if 1 <= index <= len(entries) else None
+        return _records.get_log(self._records, what, set, index)
 
     def get_metrics(self, set: str, epoch: int | None = None) -> dict[str, Any] | None:
         """The ``{name: value}`` metrics of ``set`` at ``epoch`` (default: the last epoch)."""
@@ -406,25 +381,18 @@ class Context:
 
     def get_formatted_metrics(self, set: str, epoch: int | None = None) -> dict[str, str]:
         """Metric values of ``set`` at ``epoch`` formatted for display (4 decimals)."""
-        from luz.metrics.base import format_value
-
-        return {k: format_value(v) for k, v in (self.get_metrics(set, epoch) or {}).items()}
+        return {k: _records.format_value(v) for k, v in (self.get_metrics(set, epoch) or {}).items()}
 
     def get_metrics_df(self) -> pd.DataFrame:
         """All metrics as a DataFrame with columns ``set, metric, epoch, value``."""
-        from luz.reporting.summary import metrics_frame
-
-        return metrics_frame(self._records)
+        return _records.metrics_frame(self._records)
 
     def unsafe_set_records(self, records: Records) -> None:
         """Replace all records (used when resuming from a checkpoint)."""
-        merged = new_records()
-        for key, value in records.items():
-            merged[key] = value
-        self._records = merged
+        self._records = _records.merged_with_defaults(records)
 
     def clean(self) -> None:
-        """Drop transient state and unbind from the model once a run is over."""
+        """Drop transient state, tear the callbacks down and unbind from the model once a run is over."""
         if self._model is not None:
             unbind_context(self._model)
         self._forward_model = None  # the DDP wrapper: nothing may keep it past the run
@@ -435,13 +403,12 @@ class Context:
         finally:
             for cb in callbacks:
                 cb.ctx = None
-        self._callbacks = []
         self._runner = None
+        self.fire = _fire_nothing
         self._optimizers = {}
         self._opt = None
         self.data = self.train_data = self.valid_data = None
         self.batch = self.pred = self.loss_grad = None
-        self.epoch_end_actions = []
         self.loss = {}
         self.metrics = {"train": [], "valid": []}
         self.buffers = {}
@@ -482,56 +449,3 @@ def normalize_optimizers(value: object) -> dict[str, torch.optim.Optimizer]:
     if not result:
         raise ValueError("The dict of optimizers is empty: return at least one optimizer.")
     return result
-
-
-INPUT_KEYS = ("input", "x")
-"""Keys of a dict batch that hold the input (the first one present is used)."""
-TARGET_KEYS = ("target", "y")
-"""Keys of a dict batch that hold the target."""
-
-
-def _dict_entry(batch: Mapping[Any, Any] | torch.Tensor, keys: tuple[str, ...], *, required: bool) -> Any:
-    if isinstance(batch, Mapping):
-        for key in keys:
-            if key in batch:
-                return batch[key]
-        if not required and any(k in batch for k in INPUT_KEYS):
-            return None
-    raise _structure_error(batch)
-
-
-def _structure_error(batch: Mapping[Any, Any] | torch.Tensor) -> TypeError:
-    if isinstance(batch, torch.Tensor):
-        got = f"a bare tensor of shape {tuple(batch.shape)}"
-        fix = (
-            "pass the tensors to fit directly (`fit((x, y))`, or `fit(x)` for `(x,)` batches), or "
-            "make your Dataset return `(input, target)` tuples"
-        )
-    else:
-        got = f"a {type(batch).__name__} with keys {list(batch)[:8]}"
-        fix = (
-            "name the entries 'input' and 'target' (or 'x' and 'y'), or return `(input, target)` "
-            "tuples (a dict input goes first: "
-            "`({'a': a, 'b': b}, y)` calls `model(a=a, b=b)`), or define a custom `step()` that "
-            "reads `ctx.batch`"
-        )
-    return TypeError(
-        f"luz expects each batch to be a tuple/list `(input, target, ...)` or a dict with 'input' "
-        f"and 'target' (or 'x' and 'y') entries, got {got}. To fix: {fix}."
-    )
-
-
-def _replace(batch: Any, index: int, value: Any) -> Any:
-    if isinstance(batch, Mapping):
-        keys = INPUT_KEYS if index == 0 else TARGET_KEYS
-        key = next((k for k in keys if k in batch), keys[0])
-        return {**batch, key: value}
-    if isinstance(batch, torch.Tensor):  # a bare-tensor batch is its input
-        if index == 0:
-            return value if isinstance(value, torch.Tensor) else (value,)
-        return (batch, value)
-    items = list(batch)
-    while len(items) <= index:
-        items.append(None)
-    items[index] = value
-    return tuple(items) if isinstance(batch, tuple) else items

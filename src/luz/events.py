@@ -32,6 +32,7 @@ fit:
         on_valid_batch_end
       on_valid_end
     on_epoch_end
+    (the epoch commits: its records stay, ctx.after_epoch_end actions run)
   if StopTraining was raised:
     on_early_stopping
   if KeyboardInterrupt was raised:
@@ -53,7 +54,8 @@ predict:
     on_predict_batch_end
   on_predict_end
 """
-"""The order in which breakpoints fire. A custom ``step`` replaces the per-optimizer parts."""
+"""The order in which breakpoints fire. A custom ``step`` replaces the per-optimizer parts.
+A line in parentheses is a control point of the loop that is not a breakpoint."""
 
 
 def _names_in_tree(tree: str) -> tuple[str, ...]:

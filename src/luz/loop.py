@@ -1,6 +1,22 @@
 """The loops: fit, evaluate and predict, each firing breakpoints in the order of
 `luz.events.BREAKPOINT_TREE`. Policy (train/eval mode, metrics, progress, timing) lives in the
 default callbacks; these functions only loop.
+
+Each level begins, runs its body, turns its own signal into its cancel path and ends, and each
+loop-control exception is caught at exactly one level:
+
+=================  ==========================  ===================================================
+level              caught here                 cancel path
+=================  ==========================  ===================================================
+fit                ``StopTraining``            ``on_early_stopping``, then ``on_fit_end``
+fit                ``KeyboardInterrupt``       ``on_interrupt``, then ``on_fit_end``
+epoch              ``SkipEpoch``               the next epoch
+validation pass    ``StopTraining`` (evaluate) ``on_valid_end`` with the batches seen
+predict            ``StopTraining``            ``on_predict_end`` with the batches predicted
+=================  ==========================  ===================================================
+
+An epoch that is left before ``on_epoch_end`` (any of these signals) leaves no records: its
+records are rolled back to the `luz.records.snapshot` taken when it began.
 """
 
 from __future__ import annotations
@@ -12,95 +28,67 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from luz._distributed import any_rank
+from luz import records
 from luz.events import SkipEpoch, StopTraining
 from luz.step import predict_batch
 
 if TYPE_CHECKING:
+    from luz.callbacks.base import CallbackRunner
     from luz.context import Context
 
 Step = Callable[[], None]
 
+_LEAVE_EPOCH = (SkipEpoch, StopTraining, KeyboardInterrupt)
+"""Signals that leave an epoch before its end: its records are rolled back."""
 
-def fit_loop(ctx: Context, step: Step) -> None:
+
+def fit_loop(ctx: Context, step: Step, runner: CallbackRunner) -> None:
     """Run epochs ``1..ctx.max_epochs``. ``StopTraining`` and Ctrl-C end training gracefully
     (``on_early_stopping`` / ``on_interrupt``, then ``on_fit_end``); other errors propagate
     without ``on_fit_end``."""
-    fire = ctx.fire
+    fire = runner.fire
     try:  # on_fit_begin too: a callback may stop training before the first epoch
         fire("on_fit_begin")
-        _agree_to_stop(ctx)
+        runner.settle_stop()
         for epoch in range(1, ctx.max_epochs + 1):
             ctx.epoch = epoch
-            _epoch_with_rollback(ctx, step)
-            _agree_to_stop(ctx)
+            _epoch(ctx, step, runner)
+            runner.settle_stop()
     except StopTraining:
-        _fire_wrap_up(ctx, "on_early_stopping")
+        _wrap_up(runner, "on_early_stopping")
     except KeyboardInterrupt:
-        _fire_wrap_up(ctx, "on_interrupt")
-    _fire_wrap_up(ctx, "on_fit_end")
+        _wrap_up(runner, "on_interrupt")
+    _wrap_up(runner, "on_fit_end")
 
 
-def _fire_wrap_up(ctx: Context, name: str) -> None:
+def _wrap_up(runner: CallbackRunner, name: str) -> None:
     # Training is over: a StopTraining raised now has nothing left to stop.
     with contextlib.suppress(StopTraining):
-        ctx.fire(name)
+        runner.fire(name)
 
 
-def _agree_to_stop(ctx: Context) -> None:
-    # Distributed fits: a StopTraining from a callback was held (`Context.fire`) so that this
-    # rank kept pace with the others; here every rank learns whether any asked (one all-reduce
-    # per epoch) and all stop together.
-    if not ctx.distributed:
-        return
-    request, ctx.stop_requested = ctx.stop_requested, None
-    if any_rank(request is not None, ctx.device):
-        raise request or StopTraining("Training was stopped on another process.")
-
-
-def _epoch_with_rollback(ctx: Context, step: Step) -> None:
-    # An epoch that does not reach on_epoch_end leaves no records (metrics, timings, custom
-    # logs). The records object is held as it was at the epoch's start: when a callback swaps
-    # in other records mid-epoch (a resume), those are left alone.
-    records = ctx.records
-    marks = {(what, key): len(entries) for what, key, entries in _record_lists(records)}
-    reached_end = [False]
+def _epoch(ctx: Context, step: Step, runner: CallbackRunner) -> None:
+    fire = runner.fire
+    mark = records.snapshot(ctx.records)
     try:
-        _epoch(ctx, step, reached_end)
-    except (SkipEpoch, StopTraining, KeyboardInterrupt) as signal:
-        if not reached_end[0]:
-            for what, key, entries in _record_lists(records):
-                del entries[marks.get((what, key), 0) :]
-        if not isinstance(signal, SkipEpoch):
+        try:
+            ctx.iter = 0
+            ctx.data = ctx.train_data
+            fire("on_epoch_begin")
+            _train(ctx, step, fire)
+            if ctx.valid_data is not None:
+                _valid(ctx, step, fire)
+        except _LEAVE_EPOCH:
+            records.rollback(mark)
             raise
+        # From here on the epoch's records stay, whatever its end hooks raise.
+        fire("on_epoch_end")
+        runner.commit_epoch()
+    except SkipEpoch:
+        pass
 
 
-def _record_lists(records: dict[str, Any]) -> list[tuple[str, str, list[Any]]]:
-    return [
-        (what, key, entries)
-        for what, sets in records.items()
-        if isinstance(sets, dict)
-        for key, entries in sets.items()
-        if isinstance(entries, list)
-    ]
-
-
-def _epoch(ctx: Context, step: Step, reached_end: list[bool]) -> None:
-    fire = ctx.fire
-    ctx.iter = 0
-    ctx.data = ctx.train_data
-    fire("on_epoch_begin")
-    _train(ctx, step)
-    if ctx.valid_data is not None:
-        _valid(ctx, step)
-    reached_end[0] = True
-    fire("on_epoch_end")
-    for action in ctx.epoch_end_actions:
-        action()
-
-
-def _train(ctx: Context, step: Step) -> None:
-    fire = ctx.fire
+def _train(ctx: Context, step: Step, fire: Callable[[str], None]) -> None:
     fire("on_train_begin")
     iteration = 0
     for batch in ctx.data:  # type: ignore[union-attr]
@@ -121,8 +109,11 @@ def _train(ctx: Context, step: Step) -> None:
     fire("on_train_end")
 
 
-def _valid(ctx: Context, step: Step, *, stop_ends_pass: bool = False) -> None:
-    fire = ctx.fire
+def _valid(
+    ctx: Context, step: Step, fire: Callable[[str], None], *, ends_pass: tuple[type[BaseException], ...] = ()
+) -> None:
+    # ``ends_pass``: the signals that end the pass early but still fire on_valid_end (evaluate
+    # gives StopTraining; in fit it ends the whole fit instead).
     ctx.data = ctx.valid_data
     with torch.no_grad():
         fire("on_valid_begin")  # ctx.iter still holds the last training iteration here
@@ -136,9 +127,8 @@ def _valid(ctx: Context, step: Step, *, stop_ends_pass: bool = False) -> None:
                 fire("on_valid_batch_begin")
                 step()
                 fire("on_valid_batch_end")
-        except StopTraining:
-            if not stop_ends_pass:  # in fit, the fit loop handles it
-                raise
+        except ends_pass:
+            pass
         if iteration == 0 and not ctx.distributed:  # a rank's shard may be empty
             warnings.warn(
                 "The validation data produced no batches: no validation metrics are recorded for this epoch.",
@@ -148,18 +138,19 @@ def _valid(ctx: Context, step: Step, *, stop_ends_pass: bool = False) -> None:
         fire("on_valid_end")
 
 
-def evaluate_loop(ctx: Context, step: Step) -> None:
+def evaluate_loop(ctx: Context, step: Step, runner: CallbackRunner) -> None:
     """Run one validation pass over ``ctx.valid_data`` (metrics logged as ``valid``, epoch 1).
-    A `StopTraining` raised by a batch hook ends the pass early; the batches seen are reported."""
+    A `StopTraining` raised by a batch hook ends the pass early; the batches seen are reported;
+    raised by ``on_valid_begin`` or ``on_valid_end`` it ends the evaluation there."""
     ctx.epoch = 1
-    with contextlib.suppress(StopTraining):  # from on_valid_begin/_end: nothing more to do
-        _valid(ctx, step, stop_ends_pass=True)
+    with contextlib.suppress(StopTraining):
+        _valid(ctx, step, runner.fire, ends_pass=(StopTraining,))
 
 
-def predict_loop(ctx: Context) -> list[Any]:
+def predict_loop(ctx: Context, runner: CallbackRunner) -> list[Any]:
     """Predict every batch of ``ctx.data``; returns the list of per-batch outputs (those
     predicted so far if a callback raises `StopTraining`)."""
-    fire = ctx.fire
+    fire = runner.fire
     ctx.pred = []
     with torch.no_grad():
         try:  # a StopTraining ends prediction early: the batches predicted so far are returned
@@ -171,5 +162,5 @@ def predict_loop(ctx: Context) -> list[Any]:
                 fire("on_predict_batch_end")
         except StopTraining:
             pass
-        _fire_wrap_up(ctx, "on_predict_end")
+        _wrap_up(runner, "on_predict_end")
     return list(ctx.pred)

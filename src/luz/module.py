@@ -5,17 +5,17 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
 
 from luz.context import normalize_optimizers
-from luz.metrics.base import MetricSet, as_metric_set
+from luz.metrics.set import MetricSet, as_metric_set
 
 if TYPE_CHECKING:
     from luz.accelerator import Accelerator
-    from luz.fitted import Fitted
+    from luz.results import Fitted
 
 ModuleSpec = type[nn.Module] | nn.Module | Callable[..., nn.Module]
 
@@ -31,6 +31,57 @@ def _defines(module: object, method: str) -> bool | None:
     if cls is None:
         return None
     return callable(getattr(cls, method, None))
+
+
+LossSource = Literal["setup", "method", "step", "unknown", "none"]
+"""Where a run's loss comes from: ``setup(loss=...)``, the module's ``loss`` method, its custom
+``step`` (which computes the loss itself), not known yet (a factory), or nowhere."""
+
+
+def loss_source(loss: object, module: object) -> LossSource:
+    """The one rule for which loss a run uses: ``setup(loss=...)`` over the module's ``loss``
+    method; with neither, a custom ``step`` computes it. ``module`` is a class, a model or a
+    factory function (``"unknown"`` until it builds a model)."""
+    if loss is not None:
+        return "setup"
+    if _defines(module, "loss"):
+        return "method"
+    if isinstance(module, nn.Module) and callable(getattr(module, "loss", None)):
+        return "method"  # a loss submodule or attribute set in __init__
+    if _defines(module, "step"):
+        return "step"
+    return "unknown" if _defines(module, "loss") is None else "none"
+
+
+def resolve_loss(
+    loss: Callable[..., torch.Tensor] | None, model: nn.Module, *, required: bool = True
+) -> Callable[..., torch.Tensor] | None:
+    """The loss callable a run on ``model`` uses (see `loss_source`); ``None`` when the
+    model's ``step`` computes the loss, or when there is none and ``required`` is false.
+
+    Raises:
+        ValueError: there is no loss at all and ``required`` is true.
+    """
+    source = loss_source(loss, model)
+    if source == "setup":
+        return loss
+    if source == "method":
+        method: Callable[..., torch.Tensor] = getattr(model, "loss")  # noqa: B009 - typed as Tensor
+        return method
+    if source == "none" and required:
+        raise no_loss_error(model)
+    return None
+
+
+def no_loss_error(module: object) -> ValueError:
+    """The error for a module with no loss, naming the three ways to give one."""
+    owner = type(module) if isinstance(module, nn.Module) else module
+    return ValueError(
+        f"No loss for {_name(owner)}: "
+        "pass `loss=` to luz.setup() (e.g. nn.CrossEntropyLoss()), define a `loss(pred, target)` "
+        "method on the module, or define a custom `step()` method that computes the loss and "
+        "optimises itself."
+    )
 
 
 def _check_module(module: object) -> ModuleSpec:
@@ -106,12 +157,8 @@ def setup(
         raise TypeError(
             f"`backward` must be a function taking the loss, got {backward!r} ({type(backward).__name__})."
         )
-    if loss is None and _defines(module, "loss") is False and _defines(module, "step") is False:
-        raise ValueError(
-            f"No loss for {_name(module)}: pass `loss=` to setup() (e.g. nn.CrossEntropyLoss()), "
-            "define a `loss(pred, target)` method on the module, or define a custom `step()` "
-            "method that computes the loss and optimises itself."
-        )
+    if loss_source(loss, module) == "none":
+        raise no_loss_error(module)
     if optimizer is None and _defines(module, "set_optimizers") is False:
         raise ValueError(
             f"No optimizer for {_name(module)}: pass `optimizer=` to setup() (e.g. "
@@ -214,18 +261,8 @@ class LuzModule:
         return optimizers
 
     def loss_fn(self, model: nn.Module) -> Callable[..., torch.Tensor] | None:
-        """The loss in effect: ``setup(loss=...)`` over the module's ``loss`` method."""
-        if self.loss is not None:
-            return self.loss
-        method = getattr(model, "loss", None)
-        if callable(method):
-            return method  # type: ignore[no-any-return]
-        if callable(getattr(model, "step", None)):
-            return None
-        raise ValueError(
-            f"No loss for {type(model).__name__}: pass `loss=` to luz.setup(), define a "
-            "`loss(pred, target)` method, or define a custom `step()`."
-        )
+        """The loss in effect for ``model`` (see `resolve_loss`)."""
+        return resolve_loss(self.loss, model)
 
     def backward_fn(self, model: nn.Module) -> Callable[[torch.Tensor], None] | None:
         """``setup(backward=...)``, else the module's ``backward`` method, else ``None``."""
@@ -248,28 +285,11 @@ class LuzModule:
         dataloader_options: dict[str, Any] | None = None,
         compile: bool | dict[str, Any] = False,
     ) -> Fitted:
-        """Train a fresh model and return a `luz.Fitted`.
+        """Train a fresh model and return a `luz.Fitted`: `luz.fit` on this module (see there
+        for the arguments)."""
+        from luz.run import fit  # the fluent form of the entry point one layer up
 
-        Args:
-            data: training data: a DataLoader, a Dataset, tensors/arrays or a tuple of them.
-            epochs: the maximum number of epochs, or ``(min_epochs, max_epochs)``.
-            callbacks: a callback or a list of callbacks (instances), added after the defaults.
-            valid_data: validation data, or a float in (0, 1): that share of ``data``.
-            accelerator: a `luz.Accelerator` (default: choose the best device).
-            verbose: show progress; ``None``: when attached to a terminal or notebook.
-            dataloader_options: options for the loaders luz builds (``batch_size=32``; training
-                adds ``shuffle=True, drop_last=True`` unless given).
-            compile: compile the model's forward with ``torch.compile`` (``True``, or a dict of
-                its arguments such as ``{"mode": "max-autotune"}``). The fitted model keeps
-                its class and state-dict keys.
-
-        Raises:
-            ValueError: invalid ``epochs``, ``valid_data`` or options.
-            TypeError: a callback class instead of an instance, unsupported data.
-        """
-        from luz._run import run_fit
-
-        return run_fit(
+        return fit(
             self,
             data,
             epochs=epochs,
@@ -282,12 +302,11 @@ class LuzModule:
         )
 
     def _own_loss(self) -> str:
-        cls = self.module if isinstance(self.module, type) else type(self.module)
-        if not issubclass(cls, nn.Module):  # a factory: known only once it builds a model
-            return "the model's loss() or step()"
-        if callable(getattr(cls, "loss", None)):
-            return "module.loss()"
-        return "computed by module.step()" if callable(getattr(cls, "step", None)) else "none"
+        return {
+            "method": "module.loss()",
+            "step": "computed by module.step()",
+            "unknown": "the model's loss() or step()",
+        }.get(loss_source(None, self.module), "none")
 
     def __repr__(self) -> str:
         lines = [

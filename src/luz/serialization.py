@@ -33,7 +33,7 @@ from luz._checkpoint import (
 )
 from luz._distributed import is_main_process
 from luz._io import atomic_write_bytes
-from luz.fitted import Fitted
+from luz.results import Fitted
 
 if TYPE_CHECKING:
     from luz.module import LuzModule

@@ -6,34 +6,29 @@ public so a custom step can reuse them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from luz._errors import rewrap
+from luz.batch import call_model, describe, has_forward
 from luz.events import SkipEpoch, StopTraining
 
 if TYPE_CHECKING:
     from luz.context import Context
 
-
-def has_forward(model: nn.Module) -> bool:
-    """Whether the model defines ``forward`` (a model without one is treated as the identity)."""
-    return type(model).forward is not nn.Module.forward
-
-
-def call_model(model: nn.Module, input: Any) -> Any:
-    """Run the model on a batch input: ``model(*input)`` for a tuple/list, ``model(**input)``
-    for a dict, ``model(input)`` otherwise. A model without ``forward`` returns the input."""
-    if not has_forward(model):
-        return input
-    if isinstance(input, tuple | list):
-        return model(*input)
-    if isinstance(input, dict):
-        return model(**input)
-    return model(input)
+__all__ = [
+    "call_model",
+    "check_same_shape",
+    "compute_loss",
+    "default_step",
+    "describe",
+    "has_forward",
+    "predict_batch",
+    "train_step",
+    "valid_step",
+]
 
 
 def default_step(ctx: Context) -> None:
@@ -144,18 +139,6 @@ def check_same_shape(loss_fn: nn.Module, pred: Any, target: Any, ctx: Context) -
             "output shape (`y.view(-1, 1)` for a (N, 1) output) or squeeze the output "
             "(`out.squeeze(-1)`)."
         )
-
-
-def describe(x: Any) -> str:
-    """A short description of a batch element for error messages: type, shape and dtype."""
-    if isinstance(x, torch.Tensor):
-        return f"a tensor of shape {tuple(x.shape)} ({str(x.dtype).removeprefix('torch.')})"
-    if isinstance(x, tuple | list):
-        parts = ", ".join(describe(e) for e in x[:4]) + (", ..." if len(x) > 4 else "")
-        return f"a {type(x).__name__} of {len(x)} [{parts}]"
-    if isinstance(x, Mapping):
-        return f"a {type(x).__name__} with keys {list(x)[:8]}"
-    return "None" if x is None else f"a {type(x).__name__}"
 
 
 def _phase(ctx: Context) -> str:

@@ -10,8 +10,8 @@ from torch import nn
 
 import luz
 from luz.metrics import TorchMetric
-from luz.metrics.base import check_metric
-from luz.metrics.base import to_metric_value as to_python
+from luz.metrics.set import check_metric
+from luz.records import to_metric_value as to_python
 from tests.conftest import Linear, classification_data
 
 torchmetrics = pytest.importorskip("torchmetrics")

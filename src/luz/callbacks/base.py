@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 
@@ -114,15 +114,46 @@ def find_hook(cb: Callback, name: str) -> Callable[[], Any] | None:
 _PASS_THROUGH = (StopTraining, SkipEpoch, CallbackError)
 
 
+class StopPolicy(Protocol):
+    """What to do with a `StopTraining` raised by a hook (see `CallbackRunner`)."""
+
+    def hold(self, stop: StopTraining) -> None:
+        """Called instead of propagating ``stop``; may re-raise it."""
+
+    def settle(self) -> None:
+        """Called at each agreement point of a fit: raise the held stop, if any."""
+
+
 class CallbackRunner:
     """Fires breakpoints. The table of implementing hooks is built once, so a breakpoint that
-    no callback implements costs one dict lookup."""
+    no callback implements costs one dict lookup.
 
-    def __init__(self, callbacks: list[Callback]) -> None:
-        self.callbacks = callbacks
+    Args:
+        callbacks: callback instances; they are checked and sorted stably by weight.
+        stop_policy: where a `StopTraining` raised by a hook goes; ``None``: it propagates.
+    """
+
+    def __init__(self, callbacks: Iterable[object], *, stop_policy: StopPolicy | None = None) -> None:
+        self.callbacks = check_callbacks(callbacks)
+        self.stop_policy = stop_policy
+        self.epoch_end_actions: list[Callable[[], None]] = []
         self.table: dict[str, list[tuple[Callback, Callable[[], Any]]]] = {}
         for name in BREAKPOINTS:
             self.table[name] = self._hooks_for(name)
+
+    def after_epoch_end(self, action: Callable[[], None]) -> None:
+        """Run ``action()`` when each epoch commits, after every callback's ``on_epoch_end``."""
+        self.epoch_end_actions.append(action)
+
+    def commit_epoch(self) -> None:
+        """The epoch commit (see `luz.events.BREAKPOINT_TREE`): run the registered actions."""
+        for action in self.epoch_end_actions:
+            action()
+
+    def settle_stop(self) -> None:
+        """An agreement point of a fit: the stop policy raises a held `StopTraining`, if any."""
+        if self.stop_policy is not None:
+            self.stop_policy.settle()
 
     def _hooks_for(self, name: str) -> list[tuple[Callback, Callable[[], Any]]]:
         found = []
@@ -151,6 +182,11 @@ class CallbackRunner:
             for cb, fn in hooks:
                 try:
                     fn()
+                except StopTraining as stop:
+                    if self.stop_policy is None:
+                        raise
+                    self.stop_policy.hold(stop)
+                    return  # as if it propagated: the later hooks of this breakpoint do not run
                 except _PASS_THROUGH:
                     raise
                 except Exception as error:

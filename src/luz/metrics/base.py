@@ -1,20 +1,20 @@
-"""The metric contract, the set of metrics a module tracks, and the always-present loss average."""
+"""The metric contract and the always-present loss average."""
 
 from __future__ import annotations
 
-import copy
 import warnings
-from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+
+from luz.records import MetricValue, flatten_value, format_value, to_metric_value
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
     from luz.context import Context
 
-MetricValue = float | dict[str, float]
+__all__ = ["LossAverage", "Metric", "MetricValue", "flatten_value", "format_value", "to_metric_value"]
 
 
 class Metric:
@@ -118,22 +118,6 @@ def _warn_unreduced(metric: Metric) -> None:
     )
 
 
-def format_value(value: Any) -> str:
-    """Format a metric value: floats with 4 decimals, dicts as ``k: v | k: v``."""
-    if isinstance(value, dict):
-        return " | ".join(f"{k}: {format_value(v)}" for k, v in value.items())
-    if isinstance(value, float | int) and not isinstance(value, bool):
-        return f"{value:.4f}"
-    return str(value)
-
-
-def flatten_value(name: str, value: Any) -> list[tuple[str, Any]]:
-    """Split a dict-valued metric into ``name_key`` entries (``loss_gen``, ``auc_0``)."""
-    if isinstance(value, dict):
-        return [(f"{name}_{key}", v) for key, v in value.items()]
-    return [(name, value)]
-
-
 class LossAverage(Metric):
     """The loss metric every module tracks: the unweighted mean of batch losses.
 
@@ -212,132 +196,3 @@ class LossAverage(Metric):
         if len(means) == 1:
             return next(iter(means.values()))
         return means
-
-
-def check_metric(metric: object, argument: str = "metrics") -> Metric:
-    """Accept a luz metric or a torchmetrics metric instance; explain anything else."""
-    if isinstance(metric, Metric):
-        return metric
-    if _is_torchmetrics(metric):
-        from luz.metrics.torchmetrics_adapter import TorchMetric
-
-        return TorchMetric(metric)
-    hint = ""
-    if isinstance(metric, type):
-        hint = f"; did you forget to instantiate it? Pass {metric.__name__}() instead of {metric.__name__}."
-    raise TypeError(
-        f"Expected an object with class luz.Metric (or a torchmetrics.Metric) in `{argument}`, "
-        f"got {metric!r} ({type(metric).__name__}){hint or '.'}"
-    )
-
-
-def _is_torchmetrics(obj: object) -> bool:
-    return any(
-        cls.__module__.startswith("torchmetrics") and cls.__name__ == "Metric" for cls in type(obj).__mro__
-    )
-
-
-def _as_list(value: object, argument: str) -> list[Metric]:
-    if value is None:
-        return []
-    # A string is iterable but is one (wrong) metric, not a list of characters.
-    if isinstance(value, Metric | str) or not isinstance(value, Iterable) or _is_torchmetrics(value):
-        value = [value]
-    return [check_metric(m, argument) for m in value]
-
-
-def _unique_names(metrics: Sequence[Metric]) -> list[str]:
-    names: list[str] = []
-    for metric in metrics:
-        base = metric.record_name
-        name, k = base, 2
-        while name in names:
-            name, k = f"{base}_{k}", k + 1
-        names.append(name)
-    return names
-
-
-class MetricSet:
-    """The metrics a module tracks in training and validation.
-
-    ``train`` gets the loss average, ``metrics`` and ``train``; ``valid`` gets the loss average,
-    ``metrics`` and ``valid``. The same record name twice becomes ``acc``, ``acc_2``, ...
-
-    Args:
-        metrics: metrics for both phases.
-        train: metrics for the training phase only.
-        valid: metrics for the validation phase only.
-
-    Example:
-        >>> import luz
-        >>> ms = luz.MetricSet(metrics=[luz.metrics.Accuracy()])
-        >>> ms.names("valid")
-        ['loss', 'acc']
-    """
-
-    def __init__(self, metrics: object = None, train: object = None, valid: object = None) -> None:
-        shared = _as_list(metrics, "metrics")
-        self.train: list[Metric] = [LossAverage(), *shared, *_as_list(train, "train")]
-        self.valid: list[Metric] = [LossAverage(), *shared, *_as_list(valid, "valid")]
-
-    def prototypes(self, phase: str) -> list[Metric]:
-        """The prototype metrics of ``"train"`` or ``"valid"``."""
-        return self.train if phase == "train" else self.valid
-
-    def names(self, phase: str) -> list[str]:
-        """Record names for ``phase``, made unique with ``_2``, ``_3`` suffixes."""
-        return _unique_names(self.prototypes(phase))
-
-    def instantiate(self, phase: str, ctx: Context) -> list[Metric]:
-        """Fresh copies of the phase's prototypes, on ``ctx.device``, bound to ``ctx``."""
-        live = []
-        for proto in self.prototypes(phase):
-            metric = copy.deepcopy(proto).to(ctx.device)
-            metric.ctx = ctx
-            live.append(metric)
-        return live
-
-    def __repr__(self) -> str:
-        return f"MetricSet(train={self.names('train')}, valid={self.names('valid')})"
-
-
-def as_metric_set(value: object) -> MetricSet:
-    """Turn ``None``, a metric, a list of metrics or a `MetricSet` into a `MetricSet`."""
-    if isinstance(value, MetricSet):
-        return value
-    return MetricSet(metrics=value)
-
-
-def to_metric_value(value: Any, name: str = "metric") -> MetricValue:
-    """Convert what a ``compute()`` returned to a float or a flat dict of floats.
-
-    Tensors are read back (the one host sync of a phase): a one-element tensor becomes a float,
-    a larger one ``{"0": v0, "1": v1, ...}`` (``"i_j"`` keys for 2-d). Numbers become floats.
-    """
-    if isinstance(value, dict):
-        out: dict[str, float] = {}
-        for key, item in value.items():
-            converted = to_metric_value(item, name)
-            if isinstance(converted, dict):
-                out.update({f"{key}_{k}": v for k, v in converted.items()})
-            else:
-                out[str(key)] = converted
-        return out
-    if isinstance(value, torch.Tensor):
-        if value.numel() == 1:
-            return float(value.item())
-        host = value.detach().to("cpu", torch.float64)
-        return {"_".join(map(str, index)): float(host[index]) for index in _indices(host.shape)}
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    raise TypeError(
-        f"{name}.compute() returned {type(value).__name__}; luz records a number, a tensor or a "
-        "dict of them. Wrap the metric in a luz.Metric whose compute() returns one of those."
-    )
-
-
-def _indices(shape: torch.Size) -> list[tuple[int, ...]]:
-    grid: list[tuple[int, ...]] = [()]
-    for size in shape:
-        grid = [(*index, i) for index in grid for i in range(size)]
-    return grid

@@ -1,7 +1,7 @@
 """Use a ``torchmetrics.Metric`` instance as a luz metric.
 
 torchmetrics stays optional: luz never imports it, it only recognises instances by their class
-hierarchy (see ``luz.metrics.base.check_metric``) and calls their own methods.
+hierarchy (see ``luz.metrics.set.check_metric``) and calls their own methods.
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
-"""Text summaries and metric frames."""
+"""Records: logging, the epoch transaction, values and tables."""
 
 from __future__ import annotations
 
-import pytest
-
-from luz.reporting.summary import (
-    evaluation_frame,
-    evaluation_summary,
-    fitted_summary,
-    metric_rows,
-    metrics_frame,
-    pretty_seconds,
-)
+from luz import records as rec
+from luz.records import evaluation_frame, metric_rows, metrics_frame
 
 
 def records() -> dict:  # type: ignore[type-arg]
@@ -53,30 +45,25 @@ def test_evaluation_frame() -> None:
     frame = evaluation_frame(ev)
     assert list(frame.columns) == ["metric", "value"]
     assert frame.values.tolist() == [["loss", 1.0], ["mae", 0.5]]
-    text = evaluation_summary(ev)
-    assert text.splitlines()[0] == "A `luz.Evaluation`"
-    assert "loss: 1.0000" in text and "mae: 0.5000" in text
 
 
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(5e-6, "5µs"), (0.0123, "12ms"), (1.25, "1.2s"), (75, "1m 15s"), (7380, "2h 3m")],
-)
-def test_pretty_seconds(seconds: float, text: str) -> None:
-    assert pretty_seconds(seconds) == text
+def test_snapshot_and_rollback_drop_only_what_came_after() -> None:
+    records = rec.new_records()
+    rec.log(records, "metrics", "train", {"loss": 1.0}, 1)
+    rec.log(records, "notes", "mine", "kept")
+    mark = rec.snapshot(records)
+    rec.log(records, "metrics", "train", {"loss": 0.5}, 2)
+    rec.log(records, "notes", "mine", "dropped")
+    rec.log(records, "notes", "new", "dropped too")
+    rec.rollback(mark)
+    assert records["metrics"]["train"] == [{"loss": 1.0}]
+    assert records["notes"] == {"mine": ["kept"], "new": []}
 
 
-def test_fitted_summary() -> None:
-    text = fitted_summary(records(), "MODEL")
-    assert "• Total time: 2.5s" in text
-    assert "• Avg time per training epoch: 500ms" in text
-    assert "• Avg time per validation epoch: 200ms" in text
-    assert "ℹ Training:" in text and "ℹ Validation:" in text
-    assert "loss: gen: 0.5000 | disc: 1.5000" in text
-    assert "auc: 0.8000" in text
-    assert text.rstrip().endswith("'MODEL'")  # the model's repr
-
-
-def test_fitted_summary_without_validation_or_epochs() -> None:
-    text = fitted_summary({"metrics": {"train": [], "valid": []}, "profile": {}}, "M")
-    assert "Validation" not in text and "Training:" not in text and "Total time" not in text
+def test_log_merges_dicts_at_an_index() -> None:
+    records = rec.new_records()
+    rec.log(records, "metrics", "valid", {"loss": 1.0}, 2)
+    rec.log(records, "metrics", "valid", {"acc": 0.5}, 2)
+    assert records["metrics"]["valid"] == [{}, {"loss": 1.0, "acc": 0.5}]
+    assert rec.get_log(records, "metrics", "valid") == {"loss": 1.0, "acc": 0.5}
+    assert rec.get_log(records, "metrics", "valid", 3) is None

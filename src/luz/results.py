@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from luz.reporting.summary import evaluation_frame, evaluation_summary, fitted_summary, metrics_frame
+from luz.records import Records, evaluation_frame, metrics_frame
+from luz.reporting import evaluation_summary, fitted_summary, plot_metrics
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,7 +33,7 @@ class Fitted:
         self,
         model: nn.Module,
         *,
-        records: dict[str, Any],
+        records: Records,
         hparams: dict[str, Any] | None = None,
         opt_hparams: dict[str, Any] | None = None,
         module: LuzModule | None = None,
@@ -62,15 +63,14 @@ class Fitted:
         verbose: bool | None = None,
         dataloader_options: dict[str, Any] | None = None,
     ) -> Any:
-        """Predictions for ``newdata``, concatenated along dim 0 (``stack=False``: the list of
-        per-batch outputs). Uses the model's ``predict(input)`` method when it defines one.
+        """Predictions for ``newdata``: `luz.predict` on this fitted model (see there).
 
         Example:
             >>> preds = fitted.predict(x_test)  # doctest: +SKIP
         """
-        from luz._run import run_predict
+        from luz.run import predict  # the fluent form of the entry point one layer up
 
-        return run_predict(
+        return predict(
             self,
             newdata,
             stack=stack,
@@ -90,17 +90,14 @@ class Fitted:
         verbose: bool | None = None,
         dataloader_options: dict[str, Any] | None = None,
     ) -> Evaluation:
-        """The loss and metrics on ``data`` (one pass, no training).
-
-        Args:
-            metrics: metrics to use instead of the module's (for this call only).
+        """The loss and metrics on ``data``: `luz.evaluate` on this fitted model (see there).
 
         Example:
             >>> fitted.evaluate((x_test, y_test)).get_metrics()  # doctest: +SKIP
         """
-        from luz._run import run_evaluate
+        from luz.run import evaluate  # the fluent form of the entry point one layer up
 
-        return run_evaluate(
+        return evaluate(
             self,
             data,
             metrics=metrics,
@@ -110,25 +107,12 @@ class Fitted:
             dataloader_options=dataloader_options,
         )
 
-    def build_optimizers_for_evaluation(self, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
-        """Optimizers named as in training (a custom step may look them up); rebuilt from the
-        module when possible, else placeholders that are never stepped."""
-        if self.module is not None:
-            try:
-                return self.module.build_optimizers(model)
-            except (TypeError, ValueError):
-                pass
-        params: list[torch.Tensor] = [*model.parameters()] or [torch.zeros(0, requires_grad=True)]
-        return {name: torch.optim.SGD(params, lr=0.0) for name in self.optimizer_names}
-
     def get_metrics(self) -> pd.DataFrame:
         """All recorded metrics: a DataFrame with columns ``set, metric, epoch, value``."""
         return metrics_frame(self.records)
 
     def plot(self) -> Any:
         """A matplotlib Figure with one panel per metric (train and valid lines by epoch)."""
-        from luz.reporting.plots import plot_metrics
-
         return plot_metrics(self.records)
 
     def __repr__(self) -> str:
@@ -138,7 +122,7 @@ class Fitted:
 class Evaluation:
     """The result of ``Fitted.evaluate``: the loss and metrics on the evaluated data."""
 
-    def __init__(self, records: dict[str, Any]) -> None:
+    def __init__(self, records: Records) -> None:
         self.records = records
 
     def get_metrics(self) -> pd.DataFrame:

@@ -1,45 +1,11 @@
-"""Tables and text summaries of records: metric DataFrames and the ``repr`` of results."""
+"""What results look like: the ``repr`` text of fitted models and evaluations, and plots."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import os
+from typing import Any
 
-from luz.metrics.base import flatten_value, format_value
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-
-def metric_rows(records: dict[str, Any]) -> list[tuple[str, str, int, float]]:
-    """``(set, metric, epoch, value)`` rows: train rows epoch by epoch, then valid rows.
-
-    Dict values (several optimizers, per-class AUROC) give one row per key: ``loss_<opt>``,
-    ``auc_<class>``.
-    """
-    rows = []
-    for set_name in ("train", "valid"):
-        for epoch, metrics in enumerate(records.get("metrics", {}).get(set_name, []), start=1):
-            for name, value in (metrics or {}).items():
-                for flat_name, flat_value in flatten_value(name, value):
-                    rows.append((set_name, flat_name, epoch, float(flat_value)))
-    return rows
-
-
-def metrics_frame(records: dict[str, Any]) -> pd.DataFrame:
-    """All metrics as a DataFrame with columns ``set, metric, epoch, value``."""
-    import pandas as pd
-
-    frame: pd.DataFrame = pd.DataFrame(metric_rows(records), columns=["set", "metric", "epoch", "value"])
-    return frame
-
-
-def evaluation_frame(records: dict[str, Any]) -> pd.DataFrame:
-    """The metrics of an evaluation as a DataFrame with columns ``metric, value``."""
-    import pandas as pd
-
-    rows = [(metric, value) for _, metric, _, value in metric_rows(records)]
-    frame: pd.DataFrame = pd.DataFrame(rows, columns=["metric", "value"])
-    return frame
+from luz.records import Records, format_value, metric_rows
 
 
 def pretty_seconds(seconds: float) -> str:
@@ -65,7 +31,7 @@ def _metric_lines(metrics: dict[str, Any] | None) -> list[str]:
     return [f"{name}: {format_value(value)}" for name, value in (metrics or {}).items()]
 
 
-def fitted_summary(records: dict[str, Any], model: Any) -> str:
+def fitted_summary(records: Records, model: Any) -> str:
     """The text of ``repr(fitted)``: times, last-epoch metrics (train and valid), the model."""
     profile = records.get("profile", {})
     lines = ["A `luz.Fitted`", _rule("Time")]
@@ -86,7 +52,48 @@ def fitted_summary(records: dict[str, Any], model: Any) -> str:
     return "\n".join(lines)
 
 
-def evaluation_summary(records: dict[str, Any]) -> str:
+def evaluation_summary(records: Records) -> str:
     """The text of ``repr(evaluation)``: one ``name: value`` line per metric."""
     valid = records.get("metrics", {}).get("valid", [])
     return "\n".join(["A `luz.Evaluation`", _rule("Results"), *_metric_lines(valid[-1] if valid else None)])
+
+
+def require_matplotlib() -> Any:
+    """Import ``matplotlib.pyplot`` (headless-safe) or explain which extra to install."""
+    try:
+        import matplotlib
+
+        interactive = matplotlib.get_backend().lower() not in (
+            "agg",
+            "module://matplotlib_inline.backend_inline",
+        )
+        if interactive and not os.environ.get("DISPLAY") and os.name != "nt":
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise ImportError(
+            "Plotting needs matplotlib: pip install 'pyluz[plot]' (or pip install matplotlib)."
+        ) from error
+    return plt
+
+
+def plot_metrics(records: Records) -> Any:
+    """A Figure with one axis per metric; x = epoch, one line with markers per set."""
+    plt = require_matplotlib()
+    rows = metric_rows(records)
+    names = list(dict.fromkeys(metric for _, metric, _, _ in rows))
+    if not names:
+        raise ValueError("There are no metrics to plot: the records are empty.")
+    fig, axes = plt.subplots(len(names), 1, figsize=(6, 2.6 * len(names)), squeeze=False, sharex=True)
+    for ax, name in zip(axes[:, 0], names, strict=True):
+        for set_name in ("train", "valid"):
+            points = [(e, v) for s, m, e, v in rows if s == set_name and m == name]
+            if points:
+                epochs, values = zip(*points, strict=True)
+                ax.plot(epochs, values, marker="o", label=set_name)
+        ax.set_title(name)
+        ax.set_ylabel(name)
+        ax.legend()
+    axes[-1, 0].set_xlabel("epoch")
+    fig.tight_layout()
+    return fig

@@ -1,1 +1,0 @@
-"""Progress output, summaries, loggers and plots."""

@@ -1,0 +1,427 @@
+"""The entry points: `fit`, `evaluate` and `predict`, each with its one signature.
+
+Each checks its arguments, assembles the context (the accelerator, the loaders, the model, the
+callback runner with the default callbacks) and runs its loop from `luz.loop`. The methods
+``LuzModule.fit``, ``Fitted.predict`` and ``Fitted.evaluate`` forward here, as do
+``luz.fit``, ``luz.predict`` and ``luz.evaluate``, which are these functions.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from luz._distributed import any_rank, gather_objects, sync_random_state, to_cpu
+from luz._sharding import distribute_train_loader, shard_eval_loader, unshard
+from luz.accelerator import Accelerator, move_to_device
+from luz.callbacks.base import Callback, CallbackRunner, check_callbacks
+from luz.callbacks.defaults import Interrupt, Metrics, Profile, TrainValid
+from luz.callbacks.distributed import DistributedSync
+from luz.callbacks.progress import Progress
+from luz.context import Context
+from luz.data import eval_loader, split_valid, training_loader
+from luz.events import StopTraining
+from luz.loop import evaluate_loop, fit_loop, predict_loop
+from luz.metrics.set import as_metric_set
+from luz.module import LuzModule, resolve_loss
+from luz.records import metrics_frame
+from luz.results import Evaluation, Fitted
+from luz.step import default_step
+
+
+def default_verbose() -> bool:
+    """Progress is shown when stderr is a terminal or we run inside a notebook kernel."""
+    if "ipykernel" in sys.modules:
+        return True
+    stream = sys.stderr
+    return bool(stream is not None and hasattr(stream, "isatty") and stream.isatty())
+
+
+def parse_epochs(epochs: object) -> tuple[int, int]:
+    """``n`` -> ``(0, n)``; ``(min, max)`` -> itself; anything else is a ``ValueError``.
+
+    Counts are non-negative ints (NumPy integers too); floats such as ``10.0`` are refused."""
+
+    def is_count(x: object) -> bool:
+        return isinstance(x, numbers.Integral) and not isinstance(x, bool) and int(x) >= 0
+
+    if is_count(epochs):
+        return 0, int(epochs)  # type: ignore[call-overload]
+    if isinstance(epochs, tuple | list) and len(epochs) == 2 and all(is_count(e) for e in epochs):
+        lo, hi = int(epochs[0]), int(epochs[1])
+        if lo > hi:
+            raise ValueError(f"`epochs`: the minimum ({lo}) is larger than the maximum ({hi}).")
+        return lo, hi
+    raise ValueError(
+        f"`epochs` must be a non-negative int (the maximum) or a (min, max) pair of ints; got {epochs!r}."
+    )
+
+
+def _compile_options(compile: object) -> dict[str, Any] | None:
+    if compile is False:
+        return None
+    if compile is True:
+        return {}
+    if isinstance(compile, dict):
+        return dict(compile)
+    raise TypeError(f"`compile` must be True, False or a dict of torch.compile arguments, got {compile!r}.")
+
+
+def as_callback_list(callbacks: Any) -> list[Callback]:
+    """``None`` -> ``[]``; a single callback -> ``[it]``; lists as lists (in the given order).
+
+    Raises:
+        TypeError: an element is not a callback instance; the index is the user's.
+    """
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback | type) or not isinstance(callbacks, list | tuple):
+        callbacks = [callbacks]
+    check_callbacks(callbacks)  # before the defaults are added, so error indices are the user's
+    return list(callbacks)
+
+
+def resolve_step(model: nn.Module, ctx: Context) -> Callable[[], None]:
+    """The module's own ``step()`` if it defines one, else `luz.step.default_step`."""
+    if callable(getattr(type(model), "step", None)):
+        step: Callable[[], None] = getattr(model, "step")  # noqa: B009 - not a Module attribute
+        return step
+    return lambda: default_step(ctx)
+
+
+def _check_run_options(verbose: object, accelerator: object) -> tuple[Accelerator, bool]:
+    if accelerator is not None and not isinstance(accelerator, Accelerator):
+        raise TypeError(f"`accelerator` must be a luz.Accelerator, got {type(accelerator).__name__}.")
+    if verbose is not None and not isinstance(verbose, bool | np.bool_):
+        raise TypeError(
+            f"`verbose` must be True, False or None (show progress on a terminal or in a notebook), "
+            f"got {verbose!r} ({type(verbose).__name__})."
+        )
+    acc = accelerator or Accelerator()
+    show = default_verbose() if verbose is None else bool(verbose)
+    if acc.device.type == "mps" and "PYTORCH_ENABLE_MPS_FALLBACK" not in os.environ:
+        warnings.warn(
+            "Training on MPS: operations MPS does not support will fail. To fall back to the CPU "
+            "for them, set PYTORCH_ENABLE_MPS_FALLBACK=1 before the Python process starts.",
+            UserWarning,
+            stacklevel=4,
+        )
+    return acc, show and acc.is_main_process  # distributed: rank 0 prints
+
+
+class _HeldStop:
+    # Distributed fits: a StopTraining from a callback is held so that this rank keeps pace
+    # with the others; at each agreement point every rank learns whether any asked (one
+    # all-reduce per epoch) and all stop together.
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.request: StopTraining | None = None
+
+    def hold(self, stop: StopTraining) -> None:
+        self.request = self.request or stop
+
+    def settle(self) -> None:
+        request, self.request = self.request, None
+        if any_rank(request is not None, self.device):
+            raise request or StopTraining("Training was stopped on another process.")
+
+
+def _runner(acc: Accelerator, callbacks: list[Callback], *, fit: bool = False) -> CallbackRunner:
+    if fit and acc.distributed:
+        return CallbackRunner([DistributedSync(), *callbacks], stop_policy=_HeldStop(acc.device))
+    return CallbackRunner(callbacks)
+
+
+def fit(
+    module: LuzModule,
+    data: Any,
+    *,
+    epochs: int | tuple[int, int] = 10,
+    callbacks: Any = None,
+    valid_data: Any = None,
+    accelerator: Accelerator | None = None,
+    verbose: bool | None = None,
+    dataloader_options: dict[str, Any] | None = None,
+    compile: bool | dict[str, Any] = False,
+) -> Fitted:
+    """Train a fresh model built from ``module`` and return a `luz.Fitted`.
+
+    What runs (every breakpoint of `luz.events.BREAKPOINT_TREE`, in order)::
+
+        on_fit_begin
+        for epoch in 1..max_epochs:
+            on_epoch_begin; training batches; validation batches (if valid_data); on_epoch_end
+        on_fit_end
+
+    Default callbacks (before yours, by weight): Profile, TrainValid, Metrics, Progress, Interrupt.
+
+    Args:
+        module: a `luz.LuzModule` from `luz.setup`.
+        data: training data: a DataLoader, a Dataset, tensors/arrays or a tuple of them.
+        epochs: the maximum number of epochs, or ``(min_epochs, max_epochs)``.
+        callbacks: a callback or a list of callbacks (instances), added after the defaults.
+        valid_data: validation data, or a float in (0, 1): that share of ``data``.
+        accelerator: a `luz.Accelerator` (default: choose the best device).
+        verbose: show progress; ``None``: when attached to a terminal or notebook.
+        dataloader_options: options for the loaders luz builds (``batch_size=32``; training
+            adds ``shuffle=True, drop_last=True`` unless given).
+        compile: compile the model's forward with ``torch.compile`` (``True``, or a dict of
+            its arguments such as ``{"mode": "max-autotune"}``). The fitted model keeps
+            its class and state-dict keys.
+
+    Returns:
+        The fitted model with its records.
+
+    Raises:
+        ValueError: invalid ``epochs``, ``valid_data`` or options.
+        TypeError: a callback class instead of an instance, unsupported data.
+
+    Example:
+        >>> import torch, luz
+        >>> from torch import nn
+        >>> module = luz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        >>> module = module.set_hparams(in_features=3, out_features=1).set_opt_hparams(lr=0.1)
+        >>> fitted = luz.fit(module, (torch.randn(64, 3), torch.randn(64, 1)), epochs=1, verbose=False)
+    """
+    if not isinstance(module, LuzModule):
+        raise TypeError(
+            f"`module` must be a luz.LuzModule (made by luz.setup(...)), got {type(module).__name__}."
+        )
+    min_epochs, max_epochs = parse_epochs(epochs)
+    compile_options = _compile_options(compile)
+    acc, show = _check_run_options(verbose, accelerator)
+    defaults = [Profile(), TrainValid(), Metrics(), Progress(), Interrupt()]
+    runner = _runner(acc, [*defaults, *as_callback_list(callbacks)], fit=True)
+    ctx = Context(verbose=show, accelerator=acc, runner=runner)
+    try:  # clean up (unbind model and callbacks) whether setting up or training fails
+        if acc.distributed:
+            # Every rank starts from rank 0's random state: same split, sampler seed, init.
+            sync_random_state()
+        if isinstance(valid_data, numbers.Number):
+            data, valid_data = split_valid(data, valid_data)  # type: ignore[arg-type]
+        train_dl = training_loader(data, dataloader_options)
+        valid_dl = (
+            None if valid_data is None else eval_loader(valid_data, dataloader_options, role="validation")
+        )
+        if acc.distributed:
+            train_dl, valid_dl = _distribute_loaders(acc, train_dl, valid_dl)
+
+        model = acc.prepare(module.build_model())
+        if compile_options is not None:
+            model.compile(**compile_options)  # compiles __call__ in place: same class, same keys
+        ctx.hparams, ctx.opt_hparams = dict(module.hparams), dict(module.opt_hparams)
+        ctx.model = model
+        ctx.forward_model = acc.wrap_for_training(model)  # DDP when distributed
+        ctx.optimizers = module.build_optimizers(model)
+        ctx.loss_fn = _on_device(module.loss_fn(model), acc)
+        ctx.backward = module.backward_fn(model)
+        ctx.metric_set = module.metrics
+        ctx.train_data, ctx.valid_data = acc.prepare(train_dl, valid_dl)
+        ctx.data = ctx.train_data
+        ctx.max_epochs = max_epochs
+        ctx.min_epochs = min_epochs
+        ctx.training = True  # as in luz: a fit is in training mode from its start
+        fit_loop(ctx, resolve_step(model, ctx), runner)
+        return Fitted(
+            model,
+            records=ctx.records,
+            hparams=ctx.hparams,
+            opt_hparams=ctx.opt_hparams,
+            module=module,
+            optimizer_names=list(ctx.optimizers),
+        )
+    finally:
+        ctx.clean()
+
+
+def _on_device(
+    loss_fn: Callable[..., torch.Tensor] | None, acc: Accelerator
+) -> Callable[..., torch.Tensor] | None:
+    return loss_fn.to(acc.device) if isinstance(loss_fn, nn.Module) else loss_fn
+
+
+def _distribute_loaders(acc: Accelerator, train_dl: Any, valid_dl: Any) -> tuple[Any, Any]:
+    # The sampler seed derives from the global RNG state (rank 0's on every rank here), read
+    # through a copy so the global stream is not advanced: the same on all ranks, reproducible
+    # from torch.manual_seed, and the model is initialised as in a single-process run.
+    peek = torch.Generator()
+    peek.set_state(torch.get_rng_state())
+    seed = int(torch.randint(0, 2**31 - 1, (), generator=peek).item())
+    train = distribute_train_loader(train_dl, rank=acc.rank, world=acc.world_size, seed=seed)
+    valid = None if valid_dl is None else shard_eval_loader(valid_dl, rank=acc.rank, world=acc.world_size)
+    return train, valid
+
+
+def predict(
+    fitted: Fitted,
+    newdata: Any,
+    *,
+    stack: bool = True,
+    callbacks: Any = None,
+    accelerator: Accelerator | None = None,
+    verbose: bool | None = None,
+    dataloader_options: dict[str, Any] | None = None,
+) -> Any:
+    """Predictions of a fitted model for ``newdata``, in order.
+
+    What runs: ``on_predict_begin``, then per batch ``on_predict_batch_begin``, the model's
+    ``predict(input)`` method when it defines one (else its forward pass on the batch input),
+    ``on_predict_batch_end``; then ``on_predict_end``. Default callbacks: Progress, Interrupt.
+
+    Args:
+        fitted: the `luz.Fitted` to predict with.
+        newdata: data as for `fit`; batches may hold only the input (``(x,)``, or ``x``).
+        stack: concatenate the per-batch outputs along dim 0 (tensors, or tuples/dicts of
+            tensors); ``False``: return the list of per-batch outputs.
+        callbacks: a callback or a list of callbacks (instances).
+        accelerator: a `luz.Accelerator` (default: choose the best device).
+        verbose: show progress; ``None``: when attached to a terminal or notebook.
+        dataloader_options: options for the loader luz builds (``batch_size=32``; never shuffled).
+
+    Returns:
+        The stacked predictions, or the list of per-batch outputs.
+
+    Example:
+        >>> preds = luz.predict(fitted, x_test)  # doctest: +SKIP
+    """
+    acc, show = _check_run_options(verbose, accelerator)
+    runner = _runner(acc, [Progress(), Interrupt(), *as_callback_list(callbacks)])
+    ctx = Context(verbose=show, accelerator=acc, runner=runner)
+    try:
+        loader = eval_loader(newdata, dataloader_options, role="prediction")
+        if acc.distributed:
+            loader = shard_eval_loader(loader, rank=acc.rank, world=acc.world_size)
+        model = acc.prepare(fitted.model)
+        model.eval()
+        ctx.model = model
+        ctx.training = False
+        ctx.hparams, ctx.opt_hparams = dict(fitted.hparams), dict(fitted.opt_hparams)
+        ctx.data = acc.prepare(loader)
+        predictions = predict_loop(ctx, runner)
+        if acc.distributed:  # every rank gets all predictions, in the original order
+            ordered = unshard(gather_objects(to_cpu(predictions)))
+            predictions = [move_to_device(p, acc.device) for p in ordered]
+    finally:
+        ctx.clean()
+    return stack_predictions(predictions) if stack else predictions
+
+
+def stack_predictions(predictions: list[Any]) -> Any:
+    """Concatenate per-batch outputs along dim 0 (tensors, or tuples/dicts of tensors)."""
+    if not predictions:
+        return torch.empty(0)
+    first = predictions[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(predictions) if first.ndim else torch.stack(predictions)
+    if isinstance(first, tuple | list):
+        parts = [stack_predictions([p[i] for p in predictions]) for i in range(len(first))]
+        return tuple(parts) if isinstance(first, tuple) else parts
+    if isinstance(first, dict):
+        return {k: stack_predictions([p[k] for p in predictions]) for k in first}
+    raise TypeError(
+        f"Cannot stack predictions of type {type(first).__name__}: use predict(..., stack=False) "
+        "to get the list of per-batch outputs."
+    )
+
+
+def evaluate(
+    fitted: Fitted,
+    data: Any,
+    *,
+    metrics: Any = None,
+    callbacks: Any = None,
+    accelerator: Accelerator | None = None,
+    verbose: bool | None = None,
+    dataloader_options: dict[str, Any] | None = None,
+) -> Evaluation:
+    """The loss and metrics of a fitted model on ``data``: one validation pass, no training.
+
+    What runs: ``on_valid_begin``, per batch ``on_valid_batch_begin``, the validation step
+    (forward and loss per optimizer), ``on_valid_batch_end``; then ``on_valid_end``. Metrics
+    are recorded as the ``valid`` set of epoch 1. Default callbacks: Profile, Metrics,
+    Progress, Interrupt.
+
+    Args:
+        fitted: the `luz.Fitted` to evaluate.
+        data: data as for `fit`, with targets.
+        metrics: metrics to use instead of the module's (for this call only).
+        callbacks: a callback or a list of callbacks (instances).
+        accelerator: a `luz.Accelerator` (default: choose the best device).
+        verbose: show progress; ``None``: when attached to a terminal or notebook.
+        dataloader_options: options for the loader luz builds (``batch_size=32``; never shuffled).
+
+    Returns:
+        An `luz.Evaluation` (``get_metrics()`` gives the table).
+
+    Example:
+        >>> luz.evaluate(fitted, (x_test, y_test)).get_metrics()  # doctest: +SKIP
+    """
+    acc, show = _check_run_options(verbose, accelerator)
+    defaults = [Profile(), Metrics(), Progress(), Interrupt()]
+    runner = _runner(acc, [*defaults, *as_callback_list(callbacks)])
+    ctx = Context(verbose=show, accelerator=acc, runner=runner)
+    try:  # clean up (unbind the model) whether setting up or evaluating fails
+        loader = eval_loader(data, dataloader_options, role="evaluation")
+        if acc.distributed:
+            loader = shard_eval_loader(loader, rank=acc.rank, world=acc.world_size)
+        module = fitted.module
+        model = acc.prepare(fitted.model)
+        model.eval()
+        ctx.model = model
+        ctx.training = False
+        ctx.hparams, ctx.opt_hparams = dict(fitted.hparams), dict(fitted.opt_hparams)
+        ctx.optimizers = _optimizers_for_evaluation(fitted, model)
+        if module is not None:
+            ctx.metric_set = as_metric_set(metrics) if metrics is not None else module.metrics
+            ctx.loss_fn = _on_device(module.loss_fn(model), acc)
+            ctx.backward = module.backward_fn(model)
+        else:  # a loaded model: only its own loss method is known
+            ctx.metric_set = as_metric_set(metrics)
+            ctx.loss_fn = _on_device(resolve_loss(None, model, required=False), acc)
+        ctx.valid_data = ctx.data = acc.prepare(loader)
+        evaluate_loop(ctx, resolve_step(model, ctx), runner)
+        return Evaluation(ctx.records)
+    finally:
+        ctx.clean()
+
+
+def _optimizers_for_evaluation(fitted: Fitted, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
+    # Optimizers named as in training (a custom step may look them up): rebuilt from the
+    # module when possible, else placeholders that are never stepped.
+    if fitted.module is not None:
+        try:
+            return fitted.module.build_optimizers(model)
+        except (TypeError, ValueError):
+            pass
+    params: list[torch.Tensor] = [*model.parameters()] or [torch.zeros(0, requires_grad=True)]
+    return {name: torch.optim.SGD(params, lr=0.0) for name in fitted.optimizer_names}
+
+
+# -- functional forms of the fluent methods --------------------------------------------------
+
+
+def set_hparams(module: LuzModule, **hparams: Any) -> LuzModule:
+    """Functional form of `LuzModule.set_hparams`."""
+    return module.set_hparams(**hparams)
+
+
+def set_opt_hparams(module: LuzModule, **opt_hparams: Any) -> LuzModule:
+    """Functional form of `LuzModule.set_opt_hparams`."""
+    return module.set_opt_hparams(**opt_hparams)
+
+
+def get_metrics(obj: Fitted | Evaluation | Context) -> Any:
+    """The metrics DataFrame of a fitted object, an evaluation or a context."""
+    if isinstance(obj, Context):
+        return metrics_frame(obj.records)
+    if isinstance(obj, Fitted | Evaluation):
+        return obj.get_metrics()
+    raise TypeError(f"get_metrics() takes a Fitted, an Evaluation or a Context, got {type(obj).__name__}.")
