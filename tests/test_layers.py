@@ -98,10 +98,9 @@ def imports_of(name: str) -> set[str]:
             found.update(alias.name for alias in node.names if alias.name.split(".")[0] == "luz")
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:
-                base = ".".join(
-                    package.split(".")[: len(package.split(".")) - node.level + 1] + [base]
-                ).strip(".")
+            if node.level:  # relative: from the package, one level up per extra dot
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, base]).strip(".")
             if base.split(".")[0] == "luz":
                 for alias in node.names:
                     candidate = f"{base}.{alias.name}"
