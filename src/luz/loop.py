@@ -22,7 +22,6 @@ records are rolled back to the `luz.records.snapshot` taken when it began.
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -129,12 +128,6 @@ def _valid(
                 fire("on_valid_batch_end")
         except ends_pass:
             pass
-        if iteration == 0 and not ctx.distributed:  # a rank's shard may be empty
-            warnings.warn(
-                "The validation data produced no batches: no validation metrics are recorded for this epoch.",
-                UserWarning,
-                stacklevel=4,
-            )
         fire("on_valid_end")
 
 

@@ -6,6 +6,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from luz._errors import MetricError, rewrap
@@ -87,6 +88,8 @@ class Metrics(Callback):
             log_reduced_metrics(ctx, phase, _metric_error)
             return
         if ctx.iter == 0:  # an empty phase has nothing to report
+            if phase == "valid":
+                warnings.warn(EMPTY_VALIDATION, UserWarning, stacklevel=2)
             return
         for name, metric in zip(ctx.metric_names[phase], ctx.metrics[phase], strict=True):
             try:
@@ -94,6 +97,11 @@ class Metrics(Callback):
             except Exception as error:
                 raise _metric_error(error, metric, "compute", ctx.iter, ctx.epoch, phase) from error
             ctx.log_metric(name, value)
+
+
+EMPTY_VALIDATION = (
+    "The validation data produced no batches: no validation metrics are recorded for this epoch."
+)
 
 
 def _metric_error(error: Exception, metric: Metric, step: str, it: int, epoch: int, phase: str) -> Exception:
