@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from luz._errors import CallbackError, rewrap
+from luz.errors import CallbackError, with_origin
 from luz.events import BREAKPOINTS, SkipEpoch, StopTraining, check_breakpoint_name
 
 if TYPE_CHECKING:
@@ -155,6 +155,6 @@ class CallbackRunner:
                     raise
                 except Exception as error:
                     message = f"Error in callback {type(cb).__name__} at breakpoint '{name}'"
-                    raise rewrap(error, message, CallbackError) from error
+                    raise with_origin(error, message, CallbackError) from error
         finally:
             torch._C._set_grad_enabled(grad_was_enabled)
