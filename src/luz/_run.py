@@ -16,7 +16,7 @@ from torch import nn
 from luz._distributed import gather_objects, sync_random_state, to_cpu
 from luz._sharding import distribute_train_loader, shard_eval_loader, unshard
 from luz.accelerator import Accelerator, move_to_device
-from luz.callbacks.base import Callback, check_callbacks
+from luz.callbacks.base import as_callback_list
 from luz.callbacks.defaults import Interrupt, Metrics, Profile, TrainValid
 from luz.callbacks.distributed import DistributedSync
 from luz.context import Context
@@ -67,20 +67,6 @@ def _compile_options(compile: object) -> dict[str, Any] | None:
     if isinstance(compile, dict):
         return dict(compile)
     raise TypeError(f"`compile` must be True, False or a dict of torch.compile arguments, got {compile!r}.")
-
-
-def as_callback_list(callbacks: Any) -> list[Callback]:
-    """``None`` -> ``[]``; a single callback -> ``[it]``; lists as lists (in the given order).
-
-    Raises:
-        TypeError: an element is not a callback instance; the index is the user's.
-    """
-    if callbacks is None:
-        return []
-    if isinstance(callbacks, Callback | type) or not isinstance(callbacks, list | tuple):
-        callbacks = [callbacks]
-    check_callbacks(callbacks)  # before the defaults are added, so error indices are the user's
-    return list(callbacks)
 
 
 def resolve_step(model: nn.Module, ctx: Context) -> Callable[[], None]:

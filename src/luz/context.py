@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from luz.accelerator import Accelerator
-    from luz.callbacks.base import Callback, CallbackRunner
+    from luz.callbacks._runner import CallbackRunner
+    from luz.callbacks.base import Callback
     from luz.metrics.base import Metric, MetricSet
 
 Records = dict[str, Any]
@@ -269,7 +270,8 @@ class Context:
 
     @callbacks.setter
     def callbacks(self, value: list[Callback]) -> None:
-        from luz.callbacks.base import CallbackRunner, check_callbacks
+        from luz.callbacks._runner import CallbackRunner
+        from luz.callbacks.base import check_callbacks
 
         self._callbacks = check_callbacks(value)
         for cb in self._callbacks:

@@ -126,7 +126,7 @@ def lr_finder(
 
         bar = tqdm(total=steps, desc="Finding the learning rate")
     finder = _LRFinderCallback(lr_schedule(steps, start_lr, end_lr, log_spaced_intervals), bar)
-    from luz._run import as_callback_list
+    from luz.callbacks.base import as_callback_list
 
     callbacks = [finder, *as_callback_list(fit_kwargs.pop("callbacks", None))]
     module = module.set_opt_hparams(**{**module.opt_hparams, "lr": start_lr})
