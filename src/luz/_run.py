@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numbers
 import os
-import sys
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -19,24 +18,16 @@ from luz.accelerator import Accelerator, move_to_device
 from luz.callbacks.base import as_callback_list
 from luz.callbacks.defaults import Interrupt, Metrics, Profile, TrainValid
 from luz.callbacks.distributed import DistributedSync
+from luz.callbacks.progress import Progress, default_verbose
 from luz.context import Context
 from luz.data import eval_loader, split_valid, training_loader
 from luz.loop import evaluate_loop, fit_loop, predict_loop
 from luz.metrics.base import as_metric_set
-from luz.reporting.progress import Progress
 from luz.step import default_step
 
 if TYPE_CHECKING:
     from luz.fitted import Evaluation, Fitted
     from luz.module import LuzModule
-
-
-def default_verbose() -> bool:
-    """Progress is shown when stderr is a terminal or we run inside a notebook kernel."""
-    if "ipykernel" in sys.modules:
-        return True
-    stream = sys.stderr
-    return bool(stream is not None and hasattr(stream, "isatty") and stream.isatty())
 
 
 def parse_epochs(epochs: object) -> tuple[int, int]:

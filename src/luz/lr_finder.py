@@ -109,7 +109,7 @@ def lr_finder(
         >>> len(result.lr)
         20
     """
-    from luz._run import default_verbose
+    from luz.callbacks.progress import default_verbose
 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"`steps` must be a positive int, got {steps!r}.")

@@ -6,13 +6,13 @@ from luz.callbacks.checkpoint import KeepBestModel, ModelCheckpoint
 from luz.callbacks.defaults import Interrupt, Metrics, Profile, TrainValid
 from luz.callbacks.early_stopping import EarlyStopping
 from luz.callbacks.gradient_clip import GradientClip
+from luz.callbacks.loggers import CSVLogger, TensorBoard
 from luz.callbacks.lr_scheduler import LRScheduler
 from luz.callbacks.mixup import Mixup, MixupLoss, MixupTarget, mixup
 from luz.callbacks.monitor import MonitorCallback
+from luz.callbacks.progress import Progress
 from luz.callbacks.resume import AutoResume, ResumeFromCheckpoint
 from luz.callbacks.terminate_on_nan import TerminateOnNaN
-from luz.reporting.loggers import CSVLogger, TensorBoard
-from luz.reporting.progress import Progress
 
 __all__ = [
     "AutoResume",

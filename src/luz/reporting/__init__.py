@@ -1,1 +1,1 @@
-"""Progress output, summaries, loggers and plots."""
+"""Summaries and plots of results (the reporting callbacks live in `luz.callbacks`)."""

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import luz
-from luz.reporting.progress import Progress
+from luz.callbacks.progress import Progress
 from tests.conftest import Linear, regression_data
 
 
