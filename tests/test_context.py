@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import luz
-from luz.callbacks.base import CallbackRunner
+from luz.callbacks._runner import CallbackRunner
 from luz.records import new_records
 
 

@@ -15,12 +15,12 @@ Example:
 from __future__ import annotations
 
 from luz import callbacks, metrics, serialization
-from luz._errors import CallbackError, MetricError
 from luz.accelerator import Accelerator
 from luz.callbacks.base import Callback, callback
 from luz.callbacks.mixup import MixupLoss, MixupTarget, mixup
 from luz.context import Context
 from luz.data import as_dataloader
+from luz.errors import CallbackError, MetricError
 from luz.events import BREAKPOINTS, SkipEpoch, StopTraining
 from luz.lr_finder import LRFinderResult, lr_finder
 from luz.metrics.base import Metric

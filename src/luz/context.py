@@ -37,7 +37,7 @@ __all__ = [
 
 
 class Runner(Protocol):
-    """What a context needs of the callback runner (`luz.callbacks.base.CallbackRunner`)."""
+    """What a context needs of the callback runner (`luz.callbacks._runner.CallbackRunner`)."""
 
     @property
     def callbacks(self) -> Sequence[Callback]:

@@ -32,7 +32,7 @@ from luz.events import SkipEpoch, StopTraining
 from luz.step import predict_batch
 
 if TYPE_CHECKING:
-    from luz.callbacks.base import CallbackRunner
+    from luz.callbacks._runner import CallbackRunner
     from luz.context import Context
 
 Step = Callable[[], None]

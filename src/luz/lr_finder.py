@@ -109,7 +109,7 @@ def lr_finder(
         >>> len(result.lr)
         20
     """
-    from luz.run import default_verbose
+    from luz.callbacks.progress import default_verbose
 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"`steps` must be a positive int, got {steps!r}.")
@@ -126,7 +126,7 @@ def lr_finder(
 
         bar = tqdm(total=steps, desc="Finding the learning rate")
     finder = _LRFinderCallback(lr_schedule(steps, start_lr, end_lr, log_spaced_intervals), bar)
-    from luz.run import as_callback_list
+    from luz.callbacks.base import as_callback_list
 
     callbacks = [finder, *as_callback_list(fit_kwargs.pop("callbacks", None))]
     module = module.set_opt_hparams(**{**module.opt_hparams, "lr": start_lr})

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numbers
 import os
-import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -22,10 +21,11 @@ from torch import nn
 from luz._distributed import any_rank, gather_objects, sync_random_state, to_cpu
 from luz._sharding import distribute_train_loader, shard_eval_loader, unshard
 from luz.accelerator import Accelerator, move_to_device
-from luz.callbacks.base import Callback, CallbackRunner, check_callbacks
+from luz.callbacks._runner import CallbackRunner
+from luz.callbacks.base import Callback, as_callback_list
 from luz.callbacks.defaults import Interrupt, Metrics, Profile, TrainValid
 from luz.callbacks.distributed import DistributedSync
-from luz.callbacks.progress import Progress
+from luz.callbacks.progress import Progress, default_verbose
 from luz.context import Context
 from luz.data import eval_loader, split_valid, training_loader
 from luz.events import StopTraining
@@ -35,14 +35,6 @@ from luz.module import LuzModule, resolve_loss
 from luz.records import metrics_frame
 from luz.results import Evaluation, Fitted
 from luz.step import default_step
-
-
-def default_verbose() -> bool:
-    """Progress is shown when stderr is a terminal or we run inside a notebook kernel."""
-    if "ipykernel" in sys.modules:
-        return True
-    stream = sys.stderr
-    return bool(stream is not None and hasattr(stream, "isatty") and stream.isatty())
 
 
 def parse_epochs(epochs: object) -> tuple[int, int]:
@@ -73,20 +65,6 @@ def _compile_options(compile: object) -> dict[str, Any] | None:
     if isinstance(compile, dict):
         return dict(compile)
     raise TypeError(f"`compile` must be True, False or a dict of torch.compile arguments, got {compile!r}.")
-
-
-def as_callback_list(callbacks: Any) -> list[Callback]:
-    """``None`` -> ``[]``; a single callback -> ``[it]``; lists as lists (in the given order).
-
-    Raises:
-        TypeError: an element is not a callback instance; the index is the user's.
-    """
-    if callbacks is None:
-        return []
-    if isinstance(callbacks, Callback | type) or not isinstance(callbacks, list | tuple):
-        callbacks = [callbacks]
-    check_callbacks(callbacks)  # before the defaults are added, so error indices are the user's
-    return list(callbacks)
 
 
 def resolve_step(model: nn.Module, ctx: Context) -> Callable[[], None]:

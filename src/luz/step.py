@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from luz._errors import rewrap
 from luz.batch import call_model, describe, has_forward
+from luz.errors import with_origin
 from luz.events import SkipEpoch, StopTraining
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ def _loss_error(error: Exception, pred: Any, target: Any, ctx: Context) -> Excep
             f"tuples, or define a custom `step()`. The loss said: {error}"
         )
     message = f"Error computing the loss {where}: pred is {describe(pred)}, target is {describe(target)}"
-    return rewrap(error, message, RuntimeError)
+    return with_origin(error, message, RuntimeError)
 
 
 def predict_batch(ctx: Context) -> Any:

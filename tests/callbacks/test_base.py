@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 import luz
-from luz.callbacks.base import CallbackRunner, check_callbacks
+from luz.callbacks._runner import CallbackRunner
+from luz.callbacks.base import check_callbacks
 from tests.conftest import Linear, regression_data
 
 
@@ -179,3 +180,78 @@ def test_the_error_index_is_the_position_in_the_users_list() -> None:
             (x, y), epochs=1, callbacks=[luz.callbacks.Profile(), luz.callbacks.Profile], verbose=False
         )
     assert "forget to instantiate" in str(info.value)
+
+
+def test_callback_declares_exactly_the_builtin_hooks_in_order() -> None:
+    declared = [name for name, value in vars(luz.Callback).items() if name.startswith("on_")]
+    assert declared == list(luz.BREAKPOINTS)
+    for name in declared:
+        method = getattr(luz.Callback, name)
+        assert callable(method) and (method.__doc__ or "").startswith("Fires"), name
+        assert method(luz.Callback()) is None  # a no-op
+
+
+class EpochEndOnly(luz.Callback):
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+
+    def on_epoch_end(self) -> None:
+        self.epochs.append(self.context.epoch)
+
+
+def test_an_override_appears_only_in_its_table_entry() -> None:
+    cb = EpochEndOnly()
+    runner = CallbackRunner([cb])
+    entries = {name for name, hooks in runner.table.items() if any(c is cb for c, _ in hooks)}
+    assert entries == {"on_epoch_end"}
+    assert [fn for _, fn in runner.table["on_epoch_end"]] == [cb.on_epoch_end]
+    assert cb.hook("on_fit_begin") is None and cb.hook("on_my_event") is None
+    assert luz.callback(on_fit_end=lambda ctx: None).hook("on_epoch_end") is None
+
+
+def test_hooks_that_are_not_overridden_are_never_called() -> None:
+    import sys
+
+    no_ops = {vars(luz.Callback)[name].__code__ for name in luz.BREAKPOINTS}
+    called: list[str] = []
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code in no_ops:
+            called.append(frame.f_code.co_name)
+
+    cb = EpochEndOnly()
+    sys.setprofile(profile)
+    try:
+        fit([cb], epochs=2, valid_data=0.25)
+    finally:
+        sys.setprofile(None)
+    assert cb.epochs == [1, 2]  # the override ran
+    assert called == []  # no declared no-op ran, for this callback or a default one
+
+
+class Custom(luz.Callback):
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.fired = 0
+
+    def hook(self, name: str) -> Any:
+        self.asked.append(name)
+        return super().hook(name)
+
+    def on_my_event(self) -> None:
+        self.fired += 1
+
+
+def test_hook_is_asked_once_per_breakpoint_and_custom_methods_are_found() -> None:
+    custom = Custom()
+    fit([custom, luz.callback(on_train_batch_end=lambda ctx: ctx.call_callbacks("on_my_event"))], epochs=2)
+    assert custom.fired == 4  # 2 batches per epoch
+    assert sorted(custom.asked) == sorted([*luz.BREAKPOINTS, "on_my_event"])
+
+
+def test_instance_attributes_named_after_breakpoints_are_hooks() -> None:
+    seen: list[int] = []
+    cb = luz.Callback()
+    cb.on_epoch_end = lambda: seen.append(1)  # type: ignore[method-assign]
+    fit([cb], epochs=2)
+    assert seen == [1, 1]

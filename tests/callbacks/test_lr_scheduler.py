@@ -129,3 +129,14 @@ def test_state_dict_delegates_and_waits_for_the_scheduler() -> None:
     fresh.load_state_dict(state)
     _fit([fresh], epochs=1)
     assert fresh.scheduler.last_epoch == 4  # continued from the restored epoch 3
+
+
+def test_the_step_is_a_hook_at_call_on_not_an_attribute() -> None:
+    sched = LRScheduler(torch.optim.lr_scheduler.StepLR, step_size=1, call_on="on_train_batch_end")
+    assert sched.hook("on_train_batch_end") == sched.step
+    assert sched.hook("on_fit_begin") == sched.on_fit_begin
+    assert sched.hook("on_epoch_end") is None
+    assert "on_train_batch_end" not in vars(sched)
+    at_begin = LRScheduler(torch.optim.lr_scheduler.StepLR, step_size=1, call_on="on_fit_begin")
+    assert at_begin.hook("on_fit_begin") == at_begin._begin_and_step
+    assert at_begin.hook("on_epoch_end") is None

@@ -1,14 +1,11 @@
-"""The callback base class, the `callback()` shortcut and the runner that dispatches hooks."""
+"""The callback base class with its declared hooks, the `callback()` shortcut and list checks."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-
-from luz._errors import CallbackError, rewrap
-from luz.events import BREAKPOINTS, SkipEpoch, StopTraining, check_breakpoint_name
+from luz.events import BREAKPOINTS, check_breakpoint_name
 
 if TYPE_CHECKING:
     from luz.context import Context
@@ -17,9 +14,12 @@ if TYPE_CHECKING:
 class Callback:
     """Base class for callbacks: override methods named after breakpoints (no arguments).
 
-    The running context is ``self.ctx``. Hooks run under ``torch.no_grad()``. Lower ``weight``
-    runs first (stable: defaults, then user callbacks, in list order). Implement
-    ``state_dict()`` / ``load_state_dict(state)`` to make a callback resumable.
+    Every built-in breakpoint (`luz.events.BREAKPOINTS`) is declared here as a no-op; a run
+    calls only the hooks a callback overrides (see `hook`), and any custom ``on_*`` method it
+    defines for a breakpoint a custom step fires. The running context is ``self.ctx``. Hooks
+    run under ``torch.no_grad()``. Lower ``weight`` runs first (stable: defaults, then user
+    callbacks, in list order). Implement ``state_dict()`` / ``load_state_dict(state)`` to make
+    a callback resumable.
 
     Example:
         >>> import luz
@@ -46,6 +46,111 @@ class Callback:
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
+    def hook(self, name: str) -> Callable[[], Any] | None:
+        """The function a run calls at breakpoint ``name``, or ``None`` to skip this callback there.
+
+        By default: the method ``name`` when it overrides `Callback`'s no-op (or a custom
+        ``on_*`` method the class defines). Override it to choose hooks when the callback is
+        built, as `LRScheduler` does for ``call_on``. A run asks once per breakpoint, when it
+        starts, so a hook that returns ``None`` costs nothing per batch.
+
+        Example:
+            >>> import luz
+            >>> class PrintEpoch(luz.Callback):
+            ...     def on_epoch_end(self) -> None:
+            ...         print("finished epoch", self.ctx.epoch)
+            >>> PrintEpoch().hook("on_epoch_end") is not None, PrintEpoch().hook("on_fit_end")
+            (True, None)
+        """
+        fn = getattr(self, name, None)
+        if not callable(fn):
+            return None
+        if name in _NO_OPS and getattr(fn, "__func__", None) is _NO_OPS[name]:
+            return None  # the base class's no-op: not overridden
+        hook: Callable[[], Any] = fn
+        return hook
+
+    # -- hooks: a no-op per built-in breakpoint, in the order of luz.events.BREAKPOINTS ---------
+
+    def on_fit_begin(self) -> None:
+        """Fires once when `fit` starts, before the first epoch."""
+
+    def on_epoch_begin(self) -> None:
+        """Fires at the start of each epoch."""
+
+    def on_train_begin(self) -> None:
+        """Fires at the start of each epoch's training pass."""
+
+    def on_train_batch_begin(self) -> None:
+        """Fires before each training batch."""
+
+    def on_train_batch_after_pred(self) -> None:
+        """Fires after a training batch's forward pass (once per optimizer)."""
+
+    def on_train_batch_after_loss(self) -> None:
+        """Fires after a training batch's loss is computed (once per optimizer)."""
+
+    def on_train_batch_before_backward(self) -> None:
+        """Fires just before a training batch's ``backward()`` (once per optimizer)."""
+
+    def on_train_batch_before_step(self) -> None:
+        """Fires after the backward pass, before the optimizer step (once per optimizer)."""
+
+    def on_train_batch_after_step(self) -> None:
+        """Fires after the optimizer step (once per optimizer)."""
+
+    def on_train_batch_end(self) -> None:
+        """Fires after each training batch."""
+
+    def on_train_end(self) -> None:
+        """Fires at the end of each epoch's training pass."""
+
+    def on_valid_begin(self) -> None:
+        """Fires at the start of each validation pass (`fit` with validation data, `evaluate`)."""
+
+    def on_valid_batch_begin(self) -> None:
+        """Fires before each validation batch."""
+
+    def on_valid_batch_after_pred(self) -> None:
+        """Fires after a validation batch's forward pass (once per optimizer)."""
+
+    def on_valid_batch_after_loss(self) -> None:
+        """Fires after a validation batch's loss is computed (once per optimizer)."""
+
+    def on_valid_batch_end(self) -> None:
+        """Fires after each validation batch."""
+
+    def on_valid_end(self) -> None:
+        """Fires at the end of each validation pass."""
+
+    def on_epoch_end(self) -> None:
+        """Fires at the end of each epoch, after training and validation."""
+
+    def on_early_stopping(self) -> None:
+        """Fires once when a `StopTraining` ended the fit, before ``on_fit_end``."""
+
+    def on_interrupt(self) -> None:
+        """Fires once when a ``KeyboardInterrupt`` ended the fit, before ``on_fit_end``."""
+
+    def on_fit_end(self) -> None:
+        """Fires once when `fit` finishes, also after early stopping or an interrupt."""
+
+    def on_predict_begin(self) -> None:
+        """Fires once when `predict` starts."""
+
+    def on_predict_batch_begin(self) -> None:
+        """Fires before each prediction batch."""
+
+    def on_predict_batch_end(self) -> None:
+        """Fires after each prediction batch."""
+
+    def on_predict_end(self) -> None:
+        """Fires once when `predict` finishes."""
+
+
+_NO_OPS: dict[str, object] = {name: vars(Callback)[name] for name in BREAKPOINTS}
+"""The declared no-op of each built-in hook: `Callback.hook` skips a method that is still one."""
+
 
 class _LambdaCallback(Callback):
     """A callback made by `callback()`: each hook calls a function with the context."""
@@ -55,6 +160,7 @@ class _LambdaCallback(Callback):
         self.weight = weight  # type: ignore[misc]  # per-instance weight overrides the class one
 
     def hook(self, name: str) -> Callable[[], Any] | None:
+        """The function given for ``name``, called with the context; ``None`` if none was."""
         fn = self._hooks.get(name)
         if fn is None:
             return None
@@ -103,94 +209,15 @@ def check_callbacks(callbacks: Iterable[object]) -> list[Callback]:
     return sorted(checked, key=lambda cb: cb.weight)
 
 
-def find_hook(cb: Callback, name: str) -> Callable[[], Any] | None:
-    """The callable ``cb`` runs at breakpoint ``name``, or ``None`` if it has no such hook."""
-    if isinstance(cb, _LambdaCallback):
-        return cb.hook(name)
-    fn = getattr(cb, name, None)
-    return fn if callable(fn) else None
+def as_callback_list(callbacks: Any) -> list[Callback]:
+    """``None`` -> ``[]``; a single callback -> ``[it]``; lists as lists (in the given order).
 
-
-_PASS_THROUGH = (StopTraining, SkipEpoch, CallbackError)
-
-
-class StopPolicy(Protocol):
-    """What to do with a `StopTraining` raised by a hook (see `CallbackRunner`)."""
-
-    def hold(self, stop: StopTraining) -> None:
-        """Called instead of propagating ``stop``; may re-raise it."""
-
-    def settle(self) -> None:
-        """Called at each agreement point of a fit: raise the held stop, if any."""
-
-
-class CallbackRunner:
-    """Fires breakpoints. The table of implementing hooks is built once, so a breakpoint that
-    no callback implements costs one dict lookup.
-
-    Args:
-        callbacks: callback instances; they are checked and sorted stably by weight.
-        stop_policy: where a `StopTraining` raised by a hook goes; ``None``: it propagates.
+    Raises:
+        TypeError: an element is not a callback instance; the index is the user's.
     """
-
-    def __init__(self, callbacks: Iterable[object], *, stop_policy: StopPolicy | None = None) -> None:
-        self.callbacks = check_callbacks(callbacks)
-        self.stop_policy = stop_policy
-        self.epoch_end_actions: list[Callable[[], None]] = []
-        self.table: dict[str, list[tuple[Callback, Callable[[], Any]]]] = {}
-        for name in BREAKPOINTS:
-            self.table[name] = self._hooks_for(name)
-
-    def after_epoch_end(self, action: Callable[[], None]) -> None:
-        """Run ``action()`` when each epoch commits, after every callback's ``on_epoch_end``."""
-        self.epoch_end_actions.append(action)
-
-    def commit_epoch(self) -> None:
-        """The epoch commit (see `luz.events.BREAKPOINT_TREE`): run the registered actions."""
-        for action in self.epoch_end_actions:
-            action()
-
-    def settle_stop(self) -> None:
-        """An agreement point of a fit: the stop policy raises a held `StopTraining`, if any."""
-        if self.stop_policy is not None:
-            self.stop_policy.settle()
-
-    def _hooks_for(self, name: str) -> list[tuple[Callback, Callable[[], Any]]]:
-        found = []
-        for cb in self.callbacks:
-            fn = find_hook(cb, name)
-            if fn is not None:
-                found.append((cb, fn))
-        return found
-
-    def has(self, name: str) -> bool:
-        """Whether any callback implements ``name``."""
-        return bool(self.table.get(name))
-
-    def fire(self, name: str) -> None:
-        """Run every hook for ``name`` in order under ``torch.no_grad()``."""
-        hooks = self.table.get(name)
-        if hooks is None:  # a custom breakpoint: look it up once and cache it
-            hooks = self.table[name] = self._hooks_for(name)
-        if not hooks:
-            return
-        # torch.no_grad() without the context-manager object: this runs every batch, and the
-        # object costs more than the hooks of a typical step (about 1 µs against 0.3 µs).
-        grad_was_enabled = torch.is_grad_enabled()
-        torch._C._set_grad_enabled(False)
-        try:
-            for cb, fn in hooks:
-                try:
-                    fn()
-                except StopTraining as stop:
-                    if self.stop_policy is None:
-                        raise
-                    self.stop_policy.hold(stop)
-                    return  # as if it propagated: the later hooks of this breakpoint do not run
-                except _PASS_THROUGH:
-                    raise
-                except Exception as error:
-                    message = f"Error in callback {type(cb).__name__} at breakpoint '{name}'"
-                    raise rewrap(error, message, CallbackError) from error
-        finally:
-            torch._C._set_grad_enabled(grad_was_enabled)
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback | type) or not isinstance(callbacks, list | tuple):
+        callbacks = [callbacks]
+    check_callbacks(callbacks)  # before the defaults are added, so error indices are the user's
+    return list(callbacks)

@@ -9,9 +9,9 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from luz._errors import MetricError, rewrap
 from luz.callbacks.base import Callback
 from luz.callbacks.distributed import log_reduced_metrics
+from luz.errors import MetricError, with_origin
 from luz.metrics.base import Metric, to_metric_value
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def _metric_error(error: Exception, metric: Metric, step: str, it: int, epoch: i
         f"Error when running `{step}` of metric '{metric.display_name}' "
         f"({type(metric).__name__}) at iter {it} of epoch {epoch}, in {mode} mode"
     )
-    return rewrap(error, message, MetricError)
+    return with_origin(error, message, MetricError)
 
 
 class Profile(Callback):

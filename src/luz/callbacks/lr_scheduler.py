@@ -74,11 +74,12 @@ class LRScheduler(Callback):
         self._resolved_name: str | None = None
         self._pending_state: dict[str, Any] | None = None
         self._feeds_metrics = False
-        # The runner finds hooks by attribute name, so expose the step under `call_on`.
-        if call_on == "on_fit_begin":
-            self.on_fit_begin = self._begin_and_step  # type: ignore[method-assign]
-        else:
-            setattr(self, call_on, self.step)
+
+    def hook(self, name: str) -> Callable[[], Any] | None:
+        """`step` at ``call_on`` (after creating the scheduler when that is ``on_fit_begin``)."""
+        if name != self.call_on:
+            return super().hook(name)
+        return self._begin_and_step if name == "on_fit_begin" else self.step
 
     def on_fit_begin(self) -> None:
         ctx = self.context

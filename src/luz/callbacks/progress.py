@@ -16,6 +16,14 @@ from luz.callbacks.base import Callback
 _BAR = "{n_fmt}/{total_fmt} [{bar:30}]"
 
 
+def default_verbose() -> bool:
+    """Progress is shown when stderr is a terminal or we run inside a notebook kernel."""
+    if "ipykernel" in sys.modules:
+        return True
+    stream = sys.stderr
+    return bool(stream is not None and hasattr(stream, "isatty") and stream.isatty())
+
+
 class Progress(Callback):
     """Shows progress when ``ctx.verbose`` is true.
 

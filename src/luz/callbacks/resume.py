@@ -19,7 +19,7 @@ from luz._checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
-from luz.callbacks.base import Callback, find_hook
+from luz.callbacks.base import Callback
 from luz.callbacks.terminate_on_nan import BUFFER_KEY
 from luz.events import SkipEpoch
 
@@ -222,4 +222,4 @@ class AutoResume(Callback):
 def _has_later_hook(ctx: Any, callback: Callback, name: str) -> bool:
     """Whether a callback after ``callback`` in the run's order implements hook ``name``."""
     later = ctx.callbacks[ctx.callbacks.index(callback) + 1 :]
-    return any(find_hook(cb, name) is not None for cb in later)
+    return any(cb.hook(name) is not None for cb in later)
