@@ -13,12 +13,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from luz._distributed import gather_objects, sync_random_state, to_cpu
-from luz._sharding import distribute_train_loader, shard_eval_loader, unshard
+from luz._dist.collectives import gather_objects
+from luz._dist.sharding import distribute_train_loader, shard_eval_loader, unshard
+from luz._dist.sync import DistributedSync
+from luz._persist.rng import sync_random_state
+from luz._tree import to_cpu
 from luz.accelerator import Accelerator, move_to_device
 from luz.callbacks.base import Callback, check_callbacks
 from luz.callbacks.defaults import Interrupt, Metrics, Profile, TrainValid
-from luz.callbacks.distributed import DistributedSync
 from luz.context import Context
 from luz.data import eval_loader, split_valid, training_loader
 from luz.loop import evaluate_loop, fit_loop, predict_loop

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from luz._distributed import any_rank
+from luz._dist.collectives import any_rank
 from luz.events import SkipEpoch, StopTraining
 from luz.step import predict_batch
 

@@ -8,9 +8,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from luz._dist.sync import log_reduced_metrics
 from luz._errors import MetricError, rewrap
 from luz.callbacks.base import Callback
-from luz.callbacks.distributed import log_reduced_metrics
 from luz.metrics.base import Metric, to_metric_value
 
 if TYPE_CHECKING:

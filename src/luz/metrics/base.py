@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from luz._dist.collectives import reduce_state
+
 if TYPE_CHECKING:
     from typing_extensions import Self
 
@@ -69,8 +71,6 @@ class Metric:
         if not spec:
             _warn_unreduced(self)
             return
-        from luz.metrics._sync import reduce_state
-
         reduce_state(self, spec)
 
     @property

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from luz._io import atomic_open
+from luz._persist.atomic import atomic_open
 from luz.callbacks.base import Callback
 from luz.metrics.base import flatten_value
 
