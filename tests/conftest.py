@@ -100,3 +100,15 @@ def two_optimizer_model(
             }
 
     return TwoOptimizers
+
+
+@pytest.fixture
+def one_rank_group() -> Any:
+    """A process group of this process alone (Gloo), destroyed after the test."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_gloo_available()):
+        pytest.skip("needs torch.distributed with Gloo")
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import luz
-from luz.accelerator import DeviceLoader, move_to_device, unwrap_loader
+from luz.accelerator import DeviceLoader, is_writer, move_to_device, unwrap_loader
 
 
 def test_cpu_accelerator() -> None:
@@ -63,6 +63,23 @@ def test_move_to_device_structures() -> None:
     assert isinstance(moved["a"], tuple) and isinstance(moved["a"][1], list)
     assert moved["a"][1][1] == "keep"
     assert isinstance(moved["p"], point) and moved["p"].y == 3
+
+
+def test_the_writer_is_rank_0_or_a_process_outside_distributed_runs(one_rank_group: None) -> None:
+    import torch.distributed as dist
+
+    acc = luz.Accelerator(cpu=True, distributed=True)
+    assert acc.is_writer and acc.is_main_process and is_writer(acc) and is_writer(None)
+    # A rank other than 0 of a process group, with or without an accelerator, writes nothing.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dist, "get_rank", lambda *args, **kwargs: 1)
+        assert not acc.is_writer and not acc.is_main_process
+        assert not is_writer(acc) and not is_writer(None)
+        assert is_writer(luz.Accelerator(cpu=True, distributed=False))
+
+
+def test_without_a_process_group_every_process_writes() -> None:
+    assert is_writer(None) and luz.Accelerator(cpu=True).is_writer
 
 
 def test_cpu_loaders_are_not_wrapped() -> None:

@@ -255,7 +255,7 @@ def test_save_is_atomic_when_the_write_fails(tmp_path: Path, monkeypatch: pytest
 
 
 def _atomic_with_failing_writer(write: Any) -> Any:
-    from luz._io import atomic_open
+    from luz._persist.atomic import atomic_open
 
     def atomic_write_bytes(path: Any, data: bytes) -> None:
         with atomic_open(path, "wb") as handle:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 import luz
-from luz._io import atomic_write_with
+from luz._persist.atomic import atomic_write_with
 from luz.callbacks import ModelCheckpoint
 from luz.serialization import read_checkpoint
 from tests.callbacks.test_resume import assert_identical

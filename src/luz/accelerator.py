@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel  # loaded by `import torch` already
 
-from luz import _distributed
+from luz._dist import group
+from luz._tree import map_tensors
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 """The collective timeout of a process group luz creates (PyTorch's Gloo default)."""
@@ -27,16 +29,16 @@ def mps_usable() -> bool:
 
 def move_to_device(batch: Any, device: torch.device, non_blocking: bool = True) -> Any:
     """Move every tensor in a nested tuple/list/dict to ``device``."""
-    if isinstance(batch, torch.Tensor):
+    if isinstance(batch, torch.Tensor):  # a bare tensor needs no walk
         return batch.to(device, non_blocking=non_blocking)
-    if isinstance(batch, tuple | list):
-        moved = [move_to_device(x, device, non_blocking) for x in batch]
-        if hasattr(batch, "_fields"):  # namedtuple
-            return type(batch)(*moved)
-        return type(batch)(moved) if isinstance(batch, tuple) else moved
-    if isinstance(batch, Mapping):
-        return {k: move_to_device(v, device, non_blocking) for k, v in batch.items()}
-    return batch
+    return map_tensors(batch, _mover(device, non_blocking))
+
+
+def _mover(device: torch.device, non_blocking: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    def move(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to(device, non_blocking=non_blocking)
+
+    return move
 
 
 class DeviceLoader:
@@ -47,9 +49,10 @@ class DeviceLoader:
         self.device = device
 
     def __iter__(self) -> Iterator[Any]:
-        device = self.device
+        # `move_to_device`'s walk with the mover built once per pass, not once per batch.
+        move = _mover(self.device, True)
         for batch in self.loader:
-            yield move_to_device(batch, device)
+            yield move(batch) if isinstance(batch, torch.Tensor) else map_tensors(batch, move)
 
     def __len__(self) -> int:
         return len(self.loader)  # type: ignore[arg-type]
@@ -109,7 +112,7 @@ class Accelerator:
         self.cpu = cpu
         self.cuda_index = cuda_index
         if distributed is None:
-            distributed = _distributed.torchrun_environment() or _distributed.world_size() > 1
+            distributed = group.torchrun_environment() or group.world_size() > 1
         self.distributed = bool(distributed)
         self.ddp_options = dict(ddp_options or {})
         self.device = self._choose_device()
@@ -117,7 +120,7 @@ class Accelerator:
             if self.device.type == "cuda":
                 torch.cuda.set_device(self.device)
             wait = timeout if isinstance(timeout, timedelta) else timedelta(seconds=float(timeout))
-            _distributed.ensure_process_group("nccl" if self.device.type == "cuda" else "gloo", wait)
+            group.ensure_process_group("nccl" if self.device.type == "cuda" else "gloo", wait)
 
     def _choose_device(self) -> torch.device:
         if self.cpu:
@@ -126,7 +129,7 @@ class Accelerator:
             index = self.cuda_index
             if index is None:
                 under_torchrun = "LOCAL_RANK" in os.environ
-                index = _distributed.local_rank() if under_torchrun else torch.cuda.current_device()
+                index = group.local_rank() if under_torchrun else torch.cuda.current_device()
             return torch.device("cuda", index)
         if mps_usable() and not self.distributed:  # MPS has no distributed backend
             return torch.device("mps")
@@ -135,16 +138,21 @@ class Accelerator:
     @property
     def rank(self) -> int:
         """This process's rank (0 when not distributed)."""
-        return _distributed.rank() if self.distributed else 0
+        return group.rank() if self.distributed else 0
 
     @property
     def world_size(self) -> int:
         """The number of processes training together (1 when not distributed)."""
-        return _distributed.world_size() if self.distributed else 1
+        return group.world_size() if self.distributed else 1
 
     @property
     def is_main_process(self) -> bool:
         """Whether this process prints progress and writes files (rank 0, or not distributed)."""
+        return self.is_writer
+
+    @property
+    def is_writer(self) -> bool:
+        """Whether this process writes the run's files (rank 0, or not distributed)."""
         return self.rank == 0
 
     def wrap_for_training(self, model: nn.Module) -> nn.Module:
@@ -155,13 +163,11 @@ class Accelerator:
         trainable = any(p.requires_grad for p in model.parameters())
         if not (self.distributed and trainable and type(model).forward is not nn.Module.forward):
             return model
-        from torch.nn.parallel import DistributedDataParallel
-
         options = dict(self.ddp_options)
         if self.device.type == "cuda":
             options.setdefault("device_ids", [self.device.index])
         wrapper = DistributedDataParallel(model, **options)
-        _distributed.track_wrapper(wrapper)
+        group.track_wrapper(wrapper)
         return wrapper
 
     def prepare(self, *objs: Any) -> Any:
@@ -201,6 +207,13 @@ class Accelerator:
         if self.distributed:
             return f"Accelerator(device={self.device}, rank={self.rank}, world_size={self.world_size})"
         return f"Accelerator(device={self.device})"
+
+
+def is_writer(accelerator: Accelerator | None) -> bool:
+    """Whether this process writes files: `Accelerator.is_writer`, or without an accelerator,
+    unless it is a rank other than 0 of an initialised process group (e.g. `luz.save` under
+    ``torchrun``)."""
+    return group.rank() == 0 if accelerator is None else accelerator.is_writer
 
 
 def _not_preparable(obj: object) -> str:

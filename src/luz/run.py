@@ -18,17 +18,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from luz._distributed import any_rank, gather_objects, sync_random_state, to_cpu
-from luz._sharding import distribute_train_loader, shard_eval_loader, unshard
+from luz._dist.collectives import gather_objects
+from luz._dist.sharding import distribute_train_loader, shard_eval_loader, unshard
+from luz._dist.sync import DistributedSync, HeldStop
+from luz._persist.rng import sync_random_state
+from luz._tree import to_cpu
 from luz.accelerator import Accelerator, move_to_device
 from luz.callbacks._runner import CallbackRunner
 from luz.callbacks.base import Callback, as_callback_list
 from luz.callbacks.defaults import Interrupt, Metrics, Profile, TrainValid
-from luz.callbacks.distributed import DistributedSync
 from luz.callbacks.progress import Progress, default_verbose
 from luz.context import Context
 from luz.data import eval_loader, split_valid, training_loader
-from luz.events import StopTraining
 from luz.loop import evaluate_loop, fit_loop, predict_loop
 from luz.metrics.set import as_metric_set
 from luz.module import LuzModule, resolve_loss
@@ -92,29 +93,12 @@ def _check_run_options(verbose: object, accelerator: object) -> tuple[Accelerato
             UserWarning,
             stacklevel=4,
         )
-    return acc, show and acc.is_main_process  # distributed: rank 0 prints
-
-
-class _HeldStop:
-    # Distributed fits: a StopTraining from a callback is held so that this rank keeps pace
-    # with the others; at each agreement point every rank learns whether any asked (one
-    # all-reduce per epoch) and all stop together.
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.request: StopTraining | None = None
-
-    def hold(self, stop: StopTraining) -> None:
-        self.request = self.request or stop
-
-    def settle(self) -> None:
-        request, self.request = self.request, None
-        if any_rank(request is not None, self.device):
-            raise request or StopTraining("Training was stopped on another process.")
+    return acc, show and acc.is_writer  # distributed: rank 0 prints
 
 
 def _runner(acc: Accelerator, callbacks: list[Callback], *, fit: bool = False) -> CallbackRunner:
     if fit and acc.distributed:
-        return CallbackRunner([DistributedSync(), *callbacks], stop_policy=_HeldStop(acc.device))
+        return CallbackRunner([DistributedSync(), *callbacks], stop_policy=HeldStop(acc.device))
     return CallbackRunner(callbacks)
 
 

@@ -19,29 +19,26 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from luz._checkpoint import FORMAT as CHECKPOINT_FORMAT
-from luz._checkpoint import (
+from luz._persist.atomic import atomic_write_bytes
+from luz._persist.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from luz._persist.checkpoint import (
     load_checkpoint_into_context,
     read_checkpoint,
     save_checkpoint,
 )
-from luz._distributed import is_main_process
-from luz._io import atomic_write_bytes
+from luz._persist.plain import from_json, to_json
+from luz.accelerator import is_writer
+from luz.module import LuzModule
 from luz.results import Fitted
-
-if TYPE_CHECKING:
-    from luz.module import LuzModule
 
 MODEL_FORMAT = "pyluz-model"
 WEIGHTS_FORMAT = "pyluz-weights"
 MODEL_VERSION = 1
-_TUPLE = "__tuple__"
 
 __all__ = [
     "load",
@@ -53,39 +50,6 @@ __all__ = [
     "save_checkpoint",
     "save_model_weights",
 ]
-
-
-# -- JSON with tuples kept ---------------------------------------------------------------------
-
-
-def _to_json(value: Any, where: str) -> Any:
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, tuple):
-        return {_TUPLE: [_to_json(v, f"{where}[{i}]") for i, v in enumerate(value)]}
-    if isinstance(value, list):
-        return [_to_json(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {k: _to_json(v, f"{where}[{k!r}]") for k, v in value.items()}
-    kind = "a dict with non-str keys" if isinstance(value, dict) else f"a {type(value).__name__}"
-    raise TypeError(
-        f"Cannot save {where}: it is {kind}. luz.save() stores hparams, opt_hparams and records "
-        "as JSON (numbers, strings, booleans, None, lists, tuples and dicts with str keys) so that "
-        "loading never runs code. Use JSON-friendly values (e.g. a string naming an activation "
-        "instead of the function), or save the weights with luz.save_model_weights()."
-    )
-
-
-def _from_json(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_from_json(v) for v in value]
-    if isinstance(value, dict):
-        if set(value) == {_TUPLE}:
-            return tuple(_from_json(v) for v in value[_TUPLE])
-        return {k: _from_json(v) for k, v in value.items()}
-    return value
 
 
 # -- tensors ---------------------------------------------------------------------------------------
@@ -190,14 +154,14 @@ def save(fitted: Fitted, path: str | os.PathLike[str]) -> None:
         "version": MODEL_VERSION,
         "class": f"{cls.__module__}:{cls.__qualname__}",
         "built_with": _built_with(fitted),
-        "hparams": _to_json(fitted.hparams, "hparams"),
-        "opt_hparams": _to_json(fitted.opt_hparams, "opt_hparams"),
-        "records": _to_json(fitted.records, "records"),
+        "hparams": to_json(fitted.hparams, "hparams"),
+        "opt_hparams": to_json(fitted.opt_hparams, "opt_hparams"),
+        "records": to_json(fitted.records, "records"),
         "optimizer_names": list(fitted.optimizer_names),
     }
     text = json.dumps(meta)
     data = safetensors_bytes(_state_tensors(fitted.model), metadata={"format": MODEL_FORMAT, "pyluz": text})
-    if is_main_process():  # under torchrun every rank holds the same model: rank 0 writes
+    if is_writer(None):  # under torchrun every rank holds the same model: rank 0 writes
         atomic_write_bytes(path, data)
 
 
@@ -221,14 +185,12 @@ def load(path: str | os.PathLike[str], module: type[nn.Module] | LuzModule | Non
     Example:
         >>> fitted = luz.load("model.safetensors", module=Net)  # doctest: +SKIP
     """
-    from luz.module import LuzModule
-
     tensors, metadata = _read_safetensors(path, MODEL_FORMAT)
     meta = json.loads(metadata.get("pyluz", "{}"))
     if meta.get("version") != MODEL_VERSION:
         raise ValueError(f"{str(path)!r} has pyluz model format version {meta.get('version')!r}; expected 1.")
-    hparams = _from_json(meta["hparams"])
-    opt_hparams = _from_json(meta["opt_hparams"])
+    hparams = from_json(meta["hparams"])
+    opt_hparams = from_json(meta["opt_hparams"])
     luz_module: LuzModule | None = None
     if module is None:
         if meta["built_with"] != "class":
@@ -252,7 +214,7 @@ def load(path: str | os.PathLike[str], module: type[nn.Module] | LuzModule | Non
     model.load_state_dict(tensors)
     return Fitted(
         model,
-        records=_from_json(meta["records"]),
+        records=from_json(meta["records"]),
         hparams=hparams,
         opt_hparams=opt_hparams,
         module=luz_module,
@@ -302,7 +264,7 @@ def save_model_weights(fitted: Fitted, path: str | os.PathLike[str]) -> None:
         >>> luz.save_model_weights(fitted, "weights.safetensors")  # doctest: +SKIP
     """
     fitted = _check_fitted(fitted, "save_model_weights")
-    if not is_main_process():  # under torchrun every rank holds the same model: rank 0 writes
+    if not is_writer(None):  # under torchrun every rank holds the same model: rank 0 writes
         return
     atomic_write_bytes(
         path, safetensors_bytes(_state_tensors(fitted.model), metadata={"format": WEIGHTS_FORMAT})

@@ -11,16 +11,17 @@ import weakref
 from pathlib import Path
 from typing import Any, ClassVar
 
-from luz._checkpoint import (
-    FORMAT,
-    VERSION,
+from luz._persist.checkpoint import (
     all_finite,
+    checkpoint_of_parts,
     checkpoint_state,
     load_checkpoint_into_context,
+    match_callbacks,
+    model_parts,
     read_checkpoint,
-    stateful_callbacks,
     write_checkpoint,
 )
+from luz.accelerator import is_writer
 from luz.callbacks.monitor import MonitorCallback
 
 DIRECTORY_TEMPLATE = "epoch-{epoch:02d}-{monitor_name}-{monitor:.3f}.pt"
@@ -104,7 +105,7 @@ class ModelCheckpoint(MonitorCallback):
                 stacklevel=2,
             )
             return False
-        if self.every_rank_writes or ctx.accelerator is None or ctx.accelerator.is_main_process:
+        if self.every_rank_writes or is_writer(ctx.accelerator):
             write_checkpoint(state, path)
         self.last_path = path
         return True
@@ -184,10 +185,10 @@ class KeepBestModel(ModelCheckpoint):
     def _restore_other_callbacks(self, saved: list[dict[str, Any]]) -> None:
         # As luz: the other callbacks go back to the best epoch too. Matched by class and
         # position; callbacks without `load_state_dict` (it is optional) keep their state.
-        current = stateful_callbacks(self.context)
-        if [entry["class"] for entry in saved] != [type(cb).__qualname__ for _, cb in current]:
+        pairs = match_callbacks(self.context, saved)
+        if pairs is None:
             return  # not this run's callbacks: nothing to match them with
-        for entry, (_, cb) in zip(saved, current, strict=True):
+        for entry, cb in pairs:
             load = getattr(cb, "load_state_dict", None)
             # Best-model keepers keep their own best (one would rewrite another's with an older one).
             if not isinstance(cb, KeepBestModel) and entry["state"] is not None and callable(load):
@@ -199,29 +200,16 @@ class KeepBestModel(ModelCheckpoint):
         state: dict[str, Any] = {"best": self.best, "best_epoch": self.best_epoch}
         file = Path(self.path)
         if file.exists():
-            saved = read_checkpoint(file)
-            state["model"], state["optimizers"] = saved["model"], saved["optimizers"]
-            # Other callbacks' states at the best epoch; this callback's own entry is dropped
+            # Other callbacks' states at the best epoch; this callback's own state is dropped
             # (it would nest an older best model).
-            state["callbacks"] = [
-                entry if entry["class"] != type(self).__qualname__ else {**entry, "state": None}
-                for entry in saved.get("callbacks", [])
-            ]
+            state.update(model_parts(read_checkpoint(file), blank=type(self).__qualname__))
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the best value and rewrite the best checkpoint from the saved states."""
         self.best, self.best_epoch = state["best"], state["best_epoch"]
         if "model" in state:
-            best = {
-                "format": FORMAT,
-                "version": VERSION,
-                "epoch": self.best_epoch,
-                "model": state["model"],
-                "optimizers": state["optimizers"],
-                "callbacks": state.get("callbacks", []),
-            }
-            write_checkpoint(best, self.path)
+            write_checkpoint(checkpoint_of_parts(self.best_epoch, state), self.path)
 
     def __repr__(self) -> str:
         return f"KeepBestModel(monitor={self.monitor!r}, mode={self.mode!r}, min_delta={self.min_delta})"

@@ -9,8 +9,8 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from luz._dist.sync import log_reduced_metrics
 from luz.callbacks.base import Callback
-from luz.callbacks.distributed import log_reduced_metrics
 from luz.errors import MetricError, with_origin
 from luz.metrics.base import Metric, to_metric_value
 

@@ -8,12 +8,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from luz._io import atomic_open
+from luz._persist.atomic import atomic_open
+from luz.accelerator import is_writer
 from luz.callbacks.base import Callback
 from luz.metrics.base import flatten_value
 
 if TYPE_CHECKING:
-    from luz.context import Context
+    pass
 
 _SETS = ("train", "valid")
 
@@ -52,7 +53,7 @@ class CSVLogger(Callback):
             for name, value in metrics.items():
                 row.update(flatten_value(name, value))
             self.rows.append(row)
-        if _writes(ctx):  # distributed: rank 0 writes (every rank holds the same rows)
+        if is_writer(ctx.accelerator):  # distributed: rank 0 writes (every rank holds the same rows)
             self._write()
 
     def _write(self) -> None:
@@ -74,11 +75,6 @@ class CSVLogger(Callback):
 
     def __repr__(self) -> str:
         return f"CSVLogger({str(self.path)!r})"
-
-
-def _writes(ctx: Context) -> bool:
-    """Whether this process writes log files: rank 0 of a distributed run, or the only one."""
-    return ctx.accelerator is None or ctx.accelerator.is_main_process
 
 
 def _require_tensorboard() -> None:
@@ -142,7 +138,7 @@ class TensorBoard(Callback):
 
     def on_train_end(self) -> None:
         ctx = self.context
-        if self.histograms is False or not _writes(ctx):
+        if self.histograms is False or not is_writer(ctx.accelerator):
             return
         selected = None if self.histograms is True else set(self.histograms)
         writer = self._writer("weights")
@@ -152,7 +148,7 @@ class TensorBoard(Callback):
 
     def on_epoch_end(self) -> None:
         ctx = self.context
-        if not _writes(ctx):
+        if not is_writer(ctx.accelerator):
             return
         for set_name in _SETS:
             metrics = ctx.get_metrics(set_name, ctx.epoch)

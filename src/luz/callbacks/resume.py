@@ -12,13 +12,14 @@ import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
-from luz._checkpoint import (
+from luz._persist.checkpoint import (
     all_finite,
     checkpoint_state,
     load_checkpoint_into_context,
     read_checkpoint,
     write_checkpoint,
 )
+from luz.accelerator import is_writer
 from luz.callbacks.base import Callback
 from luz.callbacks.terminate_on_nan import BUFFER_KEY
 from luz.events import SkipEpoch
@@ -201,7 +202,7 @@ class AutoResume(Callback):
                 stacklevel=2,
             )
             return
-        if ctx.accelerator is None or ctx.accelerator.is_main_process:
+        if is_writer(ctx.accelerator):
             write_checkpoint(state, self.path)
 
     def on_interrupt(self) -> None:
@@ -210,8 +211,7 @@ class AutoResume(Callback):
     def on_fit_end(self) -> None:
         self._pending = None
         stopped_on_nan = BUFFER_KEY in self.context.buffers
-        acc = self.context.accelerator
-        writer = acc is None or acc.is_main_process  # distributed: rank 0 owns the file
+        writer = is_writer(self.context.accelerator)  # distributed: rank 0 owns the file
         if writer and not (self._interrupted or self._nonfinite or stopped_on_nan):
             self.path.unlink(missing_ok=True)
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from luz._dist.collectives import reduce_state
 from luz.records import MetricValue, flatten_value, format_value, to_metric_value
 
 if TYPE_CHECKING:
@@ -69,8 +70,6 @@ class Metric:
         if not spec:
             _warn_unreduced(self)
             return
-        from luz.metrics._sync import reduce_state
-
         reduce_state(self, spec)
 
     @property

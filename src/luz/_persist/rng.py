@@ -1,4 +1,5 @@
-"""Capturing and restoring every random stream a run draws from, as plain tensors and numbers.
+"""Capturing and restoring every random stream a run draws from, as plain tensors and numbers,
+and giving every rank of a distributed fit rank 0's streams.
 
 The states are converted to tensors, lists and numbers so a checkpoint holding them loads with
 ``torch.load(weights_only=True)``: no pickled NumPy or Python objects.
@@ -12,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from luz._dist.collectives import broadcast_object
+from luz._dist.group import rank
 from luz.accelerator import unwrap_loader
 
 
@@ -66,6 +69,20 @@ def set_rng_state(state: dict[str, Any], loaders: dict[str, Any] | None = None) 
             )
         for key, generator in generators.items():
             generator.set_state(saved[key])
+
+
+def sync_random_state() -> None:
+    """Give every rank rank 0's Python, NumPy and torch random state (one broadcast).
+
+    Called at the start of a distributed fit, so the validation split, the sampler seed and
+    any later draw are the same on every rank without the user seeding each process alike.
+    """
+    state = broadcast_object(get_rng_state() if rank() == 0 else None)  # rank 0 is the source
+    if rank() != 0:
+        cuda = state.get("cuda") or []
+        if len(cuda) != (torch.cuda.device_count() if torch.cuda.is_available() else 0):
+            state = {**state, "cuda": []}
+        set_rng_state(state)
 
 
 def loader_generators(loader: Any) -> dict[str, torch.Generator]:

@@ -2,7 +2,7 @@
 
 A checkpoint is one ``torch.save`` file holding only plain containers (dicts, lists, tuples) of
 tensors, numbers and strings, so it is read with ``torch.load(weights_only=True)`` and never
-runs code. It is written atomically (`luz._io`).
+runs code. It is written atomically (`luz._persist.atomic`).
 """
 
 from __future__ import annotations
@@ -10,42 +10,23 @@ from __future__ import annotations
 import os
 import pickle
 import warnings
-from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
-from luz._io import atomic_write_with
-from luz._rng import get_rng_state, set_rng_state
+from luz._dist.collectives import gather_objects
+from luz._dist.sharding import distributed_sampler
+from luz._persist.atomic import atomic_write_with
+from luz._persist.plain import plain
+from luz._persist.rng import get_rng_state, set_rng_state
+from luz.accelerator import is_writer, unwrap_loader
 
 if TYPE_CHECKING:
     from luz.context import Context
 
 FORMAT = "pyluz-checkpoint"
 VERSION = 1
-
-
-def plain(value: Any, where: str) -> Any:
-    """``value`` checked to be made of dicts/lists/tuples of tensors, numbers, strings and
-    ``None`` (NumPy scalars become Python numbers); anything else is a ``TypeError`` naming
-    ``where`` it sits."""
-    if value is None or isinstance(value, bool | int | float | str | torch.Tensor):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        items = ((k, plain(v, f"{where}[{k!r}]")) for k, v in value.items())
-        return OrderedDict(items) if isinstance(value, OrderedDict) else dict(items)
-    if isinstance(value, list | tuple):
-        items_ = [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
-        return items_ if isinstance(value, list) else tuple(items_)
-    raise TypeError(
-        f"Cannot checkpoint {where}: it holds a {type(value).__name__}. Checkpoints store only "
-        "tensors, numbers, strings, None and dicts/lists/tuples of them (so loading never "
-        "unpickles code). Convert it, e.g. to a float or a list."
-    )
 
 
 def stateful_callbacks(ctx: Context) -> list[tuple[int, Any]]:
@@ -68,29 +49,49 @@ def checkpoint_state(ctx: Context) -> dict[str, Any]:
         }
         for i, cb in stateful_callbacks(ctx)
     ]
-    return {
-        "format": FORMAT,
-        "version": VERSION,
-        "epoch": ctx.epoch,
-        "model": ctx.model.state_dict(),
-        "grads": leftover_grads(ctx),
-        "optimizers": {
+    return new_checkpoint(
+        ctx.epoch,
+        model=ctx.model.state_dict(),
+        grads=leftover_grads(ctx),
+        optimizers={
             name: plain(opt.state_dict(), f"optimizer {name!r}") for name, opt in ctx.optimizers.items()
         },
-        "records": plain(ctx.records, "ctx.records"),
-        "callbacks": callbacks,
-        "rng": get_rng_state(_loaders(ctx)),
+        records=plain(ctx.records, "ctx.records"),
+        callbacks=callbacks,
+        rng=get_rng_state(_loaders(ctx)),
         **_distributed_state(ctx),
+    )
+
+
+def new_checkpoint(epoch: int | None, **parts: Any) -> dict[str, Any]:
+    """A checkpoint dict: the format marker and version, ``epoch``, then ``parts`` in order."""
+    return {"format": FORMAT, "version": VERSION, "epoch": epoch, **parts}
+
+
+def model_parts(state: dict[str, Any], *, blank: str) -> dict[str, Any]:
+    """A checkpoint's model, optimizer and callback states (what `KeepBestModel` keeps of its
+    best epoch), with the state of the callbacks of class ``blank`` dropped (``None``)."""
+    return {
+        "model": state["model"],
+        "optimizers": state["optimizers"],
+        "callbacks": [
+            entry if entry["class"] != blank else {**entry, "state": None}
+            for entry in state.get("callbacks", [])
+        ],
     }
+
+
+def checkpoint_of_parts(epoch: int | None, parts: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint holding only `model_parts` (no records, gradients or random streams)."""
+    return new_checkpoint(
+        epoch, model=parts["model"], optimizers=parts["optimizers"], callbacks=parts.get("callbacks", [])
+    )
 
 
 def _distributed_state(ctx: Context) -> dict[str, Any]:
     if not ctx.distributed:
         return {}
-    from luz._distributed import gather_objects
-    from luz._sharding import distributed_sampler
-
-    sampler = distributed_sampler(ctx.train_data)
+    sampler = distributed_sampler(unwrap_loader(ctx.train_data))
     return {
         "distributed": {
             "world_size": ctx.accelerator.world_size if ctx.accelerator is not None else 1,
@@ -108,9 +109,7 @@ def _restore_rng(ctx: Context, state: dict[str, Any]) -> None:
     if saved is not None and ctx.distributed and ctx.accelerator is not None:
         if saved["world_size"] == ctx.accelerator.world_size:
             rng = saved["rng"][ctx.accelerator.rank]
-        from luz._sharding import distributed_sampler
-
-        sampler = distributed_sampler(ctx.train_data)
+        sampler = distributed_sampler(unwrap_loader(ctx.train_data))
         if sampler is not None and saved["sampler_seed"] is not None:
             sampler.seed = int(saved["sampler_seed"])
     set_rng_state(rng, _loaders(ctx))
@@ -145,7 +144,7 @@ def save_checkpoint(ctx: Context, path: str | os.PathLike[str]) -> None:
     In a distributed fit every rank calls it and rank 0 writes.
     """
     state = checkpoint_state(ctx)
-    if ctx.accelerator is None or ctx.accelerator.is_main_process:
+    if is_writer(ctx.accelerator):
         write_checkpoint(state, path)
 
 
@@ -229,17 +228,26 @@ def _restore_optimizers(ctx: Context, saved: dict[str, Any]) -> None:
         opt.load_state_dict(saved[name])
 
 
-def _restore_callbacks(ctx: Context, saved: list[dict[str, Any]]) -> None:
+def match_callbacks(ctx: Context, saved: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Any]] | None:
+    """Each saved callback entry with this run's stateful callback at the same place, or
+    ``None`` when their classes (in order) differ."""
     current = stateful_callbacks(ctx)
-    saved_names = [f"{entry['class']}@{entry['position']}" for entry in saved]
-    current_names = [f"{type(cb).__qualname__}@{i}" for i, cb in current]
     if [entry["class"] for entry in saved] != [type(cb).__qualname__ for _, cb in current]:
+        return None
+    return [(entry, cb) for entry, (_, cb) in zip(saved, current, strict=True)]
+
+
+def _restore_callbacks(ctx: Context, saved: list[dict[str, Any]]) -> None:
+    pairs = match_callbacks(ctx, saved)
+    if pairs is None:
+        saved_names = [f"{entry['class']}@{entry['position']}" for entry in saved]
+        current_names = [f"{type(cb).__qualname__}@{i}" for i, cb in stateful_callbacks(ctx)]
         raise ValueError(
             "Cannot restore callback states: the checkpoint has stateful callbacks "
             f"{saved_names} (class@position) but this run has {current_names}. Resume with the "
             "same callbacks, or pass restore_callbacks_state=False."
         )
-    for entry, (_, cb) in zip(saved, current, strict=True):
+    for entry, cb in pairs:
         load = getattr(cb, "load_state_dict", None)
         if entry["state"] is not None and not callable(load):
             raise ValueError(

@@ -1,4 +1,8 @@
-"""Combining metric state across the processes of a distributed run.
+"""The few collectives pyluz needs, and combining metric state across ranks.
+
+Collectives run at phase and epoch boundaries only (metric reduction, the stop agreement,
+checkpoint RNG states), never per batch: per batch, DDP's gradient all-reduce is the only
+communication.
 
 A metric declares how each state attribute combines (``dist_reduce``); `reduce_state` gathers
 those attributes from every rank (one ``all_gather_object``, tensors moved to the CPU) and
@@ -12,7 +16,41 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from luz._dist.group import world_size
+from luz._tree import map_tensors
+
 OPS = ("sum", "max", "min", "cat")
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` (picklable, CPU tensors), in rank order, on every rank."""
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s ``obj`` on every rank."""
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """Whether ``flag`` is true on any rank (one all-reduce of one number)."""
+    value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def sum_ints(value: int, device: torch.device) -> int:
+    """The sum of an int over all ranks."""
+    total = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(total)
+    return int(total.item())
+
+
+# -- metric state --------------------------------------------------------------------------------
 
 
 def combine(values: list[Any], op: str) -> Any:
@@ -43,20 +81,6 @@ def combine(values: list[Any], op: str) -> Any:
     return result
 
 
-def _move(value: Any, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, dict):
-        return {k: _move(v, device) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_move(v, device) for v in value]
-    return value
-
-
-def _cpu(value: Any) -> Any:
-    return _move(value, torch.device("cpu"))
-
-
 def _device_of(obj: object) -> torch.device:
     for value in vars(obj).values():
         if isinstance(value, torch.Tensor):
@@ -76,9 +100,10 @@ def reduce_state(metric: object, spec: dict[str, str]) -> None:
                 f"{type(metric).__name__}.dist_reduce[{name!r}] is {op!r}; use one of {', '.join(OPS)}."
             )
     device = _device_of(metric)
-    local = {name: _cpu(getattr(metric, name)) for name in spec}
+    cpu = torch.device("cpu")
+    local = {name: map_tensors(getattr(metric, name), lambda t: t.to(cpu)) for name in spec}
     gathered: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, local)
     for name, op in spec.items():
         combined = combine([state[name] for state in gathered], op)
-        setattr(metric, name, _move(combined, device))
+        setattr(metric, name, map_tensors(combined, lambda t: t.to(device)))

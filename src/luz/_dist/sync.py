@@ -1,0 +1,131 @@
+"""What a distributed fit adds to every run: per-epoch reshuffling, reduced metric records, a
+check that the ranks still hold the same model, and stopping on every rank together."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from luz._dist.collectives import any_rank, broadcast_object, sum_ints
+from luz._dist.group import world_size
+from luz._dist.sharding import distributed_sampler
+from luz.accelerator import is_writer, unwrap_loader
+from luz.callbacks.base import Callback
+from luz.events import StopTraining
+from luz.metrics.base import to_metric_value
+
+if TYPE_CHECKING:
+    from luz.context import Context
+    from luz.metrics.base import Metric
+
+ErrorFactory = Callable[[Exception, "Metric", str, int, int, str], Exception]
+
+
+class DistributedSync(Callback):
+    """Added to every distributed fit (before the user's callbacks).
+
+    Breakpoints: ``on_epoch_begin`` calls ``set_epoch(epoch)`` on the training loader's
+    `DistributedSampler`, so each epoch has its own shuffle (the same on every rank);
+    ``on_epoch_end`` compares a fingerprint of the parameters across ranks (one all-gather)
+    and raises on every rank if they differ, which happens when a custom ``step`` bypasses
+    ``ctx.forward_model``.
+    """
+
+    weight: ClassVar[float] = -math.inf
+
+    def on_epoch_begin(self) -> None:
+        ctx = self.context
+        sampler = distributed_sampler(unwrap_loader(ctx.train_data))
+        if sampler is not None:
+            sampler.set_epoch(ctx.epoch)
+
+    def on_epoch_end(self) -> None:
+        ctx = self.context
+        check_parameters_agree(ctx.model, ctx.device, ctx.epoch)
+
+
+def log_reduced_metrics(ctx: Context, phase: str, wrap_error: ErrorFactory) -> None:
+    """End of a phase in a distributed run: combine every metric's state across ranks
+    (``Metric.sync``), compute, and log rank 0's values on every rank, so records and the
+    decisions taken from them (early stopping, checkpoints) are identical everywhere.
+
+    A phase with no batches on any rank logs nothing; a rank whose shard was empty still
+    takes part in the collectives.
+    """
+    batches = sum_ints(ctx.iter, ctx.device)
+    if batches == 0:
+        if phase == "valid" and is_writer(ctx.accelerator):  # warn once, not once per rank
+            warnings.warn(
+                "The validation data produced no batches: no validation metrics are recorded for this epoch.",
+                UserWarning,
+                stacklevel=2,
+            )
+        return
+    values = []
+    for name, metric in zip(ctx.metric_names[phase], ctx.metrics[phase], strict=True):
+        try:
+            metric.sync()
+            value = to_metric_value(metric.compute(), metric.display_name)
+        except Exception as error:
+            raise wrap_error(error, metric, "compute", ctx.iter, ctx.epoch, phase) from error
+        values.append((name, value))
+    for name, value in broadcast_object(values):
+        ctx.log_metric(name, value)
+
+
+def check_parameters_agree(model: nn.Module, device: torch.device, epoch: int) -> None:
+    """Raise on every rank if the model's parameters differ between ranks (one all-gather of a
+    few numbers per epoch): the sign of a custom step that bypassed the DDP wrapper."""
+    with torch.no_grad():
+        sums = [p.detach().double().sum() for p in model.parameters()]
+        if not sums:
+            return
+        fingerprint = torch.stack(sums).to(device)
+    gathered = [torch.empty_like(fingerprint) for _ in range(world_size())]
+    dist.all_gather(gathered, fingerprint)
+    if any(not torch.equal(gathered[0], other) for other in gathered[1:]):
+        raise RuntimeError(
+            f"The model's parameters differ between processes after epoch {epoch}: gradients "
+            "were not averaged. A custom `step()` must run the training forward pass through "
+            "`ctx.forward_model` (the DistributedDataParallel wrapper), e.g. "
+            "`luz.step.call_model(ctx.forward_model, ctx.input)`, not through the module itself."
+        )
+
+
+class HeldStop:
+    """The stop policy of a distributed fit (`luz.callbacks._runner.StopPolicy`): a
+    `StopTraining` waits until every rank agrees.
+
+    A rank that stopped alone would leave its peers waiting in the next collective. So a
+    callback's `StopTraining` is held (`hold`) while this rank keeps pace with the others, and
+    at the agreement points `settle` (one all-reduce) stops every rank together when any rank
+    asked.
+
+    Example:
+        >>> policy = HeldStop(torch.device("cpu"))
+        >>> policy.hold(StopTraining("patience ran out"))  # held, not raised
+        >>> policy.held is not None
+        True
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.held: StopTraining | None = None
+
+    def hold(self, stop: StopTraining) -> None:
+        """Hold ``stop`` instead of raising it; the first one raised on this rank is kept."""
+        if self.held is None:
+            self.held = stop
+
+    def settle(self) -> None:
+        """Raise on every rank when any rank holds a stop (its own `StopTraining` where it
+        holds one), else return; either way nothing stays held. Every rank must call it."""
+        held, self.held = self.held, None
+        if any_rank(held is not None, self.device):
+            raise held or StopTraining("Training was stopped on another process.")
