@@ -278,8 +278,13 @@ class BadRows(Rows):
     pass
 
 
+RECEIVED: list[dict[str, Any]] = []  # the options each call of the Rows converter got
+
+
 @luz.as_dataloader.register
 def _(x: Rows, **options: Any) -> DataLoader[Any]:
+    RECEIVED.append(dict(options))
+    options = {"batch_size": 32, **options}  # a converter applies its own defaults
     return DataLoader(TensorBatchDataset(x.x, x.x), collate_fn=luz.data.collate_batch, **options)
 
 
@@ -303,36 +308,41 @@ def _(x: BadRows, **options: Any) -> Any:
     return [x.x]
 
 
-def test_user_converter_with_options_gets_the_batch_size_default() -> None:
-    assert [len(b[0]) for b in training_loader(Rows(70), None)] == [32, 32]  # drop_last
+def test_user_converter_gets_the_options_exactly_as_given() -> None:
+    RECEIVED.clear()
+    (first, _), *rest = training_loader(Rows(70), None)  # no luz defaults: no shuffle, no drop_last
+    assert torch.equal(first.flatten(), torch.arange(32.0)) and [len(b[0]) for b in rest] == [32, 6]
     assert [len(b[0]) for b in eval_loader(Rows(70), None, role="prediction")] == [32, 32, 6]
     torch.manual_seed(0)
-    (first, _), *_ = training_loader(Rows(70), {"batch_size": 64})
+    (first, _), *_ = training_loader(Rows(70), {"batch_size": 64, "shuffle": True})
     assert len(first) == 64 and not torch.equal(first.flatten(), torch.arange(64.0))  # shuffled
-    # a user converter taking **options gets the options DataLoader would check itself
     assert len(eval_loader(Rows(70), {"batch_size": 7}, role="evaluation")) == 10
+    eval_loader(Rows(70), {"batch_size": 7, "shuffle": True}, role="validation")  # never shuffled
+    assert RECEIVED == [{}, {}, {"batch_size": 64, "shuffle": True}, {"batch_size": 7}, {"batch_size": 7}]
 
 
 def test_user_converter_taking_only_x_drops_defaults() -> None:
     assert [len(b[0]) for b in training_loader(PlainRows(25), None)] == [10, 10, 5]
     assert len(eval_loader(PlainRows(25), None, role="prediction")) == 3
-    with pytest.raises(TypeError, match="`dataloader_options` has 'batch_size'") as info:
+    with pytest.raises(TypeError, match="with `dataloader_options` 'batch_size'") as info:
         training_loader(PlainRows(25), {"batch_size": 4})
     message = str(info.value)
-    assert "PlainRows" in message and "no options" in message and "**options" in message
+    assert "PlainRows" in message and "unexpected keyword argument" in message and "**options" in message
+    assert isinstance(info.value.__cause__, TypeError)
 
 
-def test_user_converter_gets_only_the_keywords_it_declares() -> None:
-    # batch_size and drop_last defaults pass; shuffle is dropped silently
-    assert [len(b[0]) for b in training_loader(KeywordRows(70), None)] == [32, 32]
+def test_user_converter_with_keywords_applies_its_own_defaults() -> None:
+    # the converter's own batch_size=5 applies: luz passes no defaults, only the user's options
+    assert [len(b[0]) for b in training_loader(KeywordRows(12), None)] == [5, 5, 2]
     assert [len(b[0]) for b in eval_loader(KeywordRows(12), {"batch_size": 5}, role="evaluation")] == [
         5,
         5,
         2,
     ]
-    with pytest.raises(TypeError, match="'shuffle', 'num_workers'") as info:
+    assert [len(b[0]) for b in training_loader(KeywordRows(12), {"drop_last": True})] == [5, 5]
+    with pytest.raises(TypeError, match="'shuffle', 'num_workers', 'batch_size'") as info:
         training_loader(KeywordRows(12), {"shuffle": False, "num_workers": 0, "batch_size": 4})
-    assert "`dataloader_options`" in str(info.value) and "batch_size, drop_last" in str(info.value)
+    assert "`dataloader_options`" in str(info.value) and "'shuffle'" in str(info.value.__cause__)
 
 
 def test_user_converter_must_return_a_dataloader() -> None:

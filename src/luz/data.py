@@ -8,7 +8,7 @@ import math
 import numbers
 import reprlib
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -113,10 +113,10 @@ def as_dataloader(x: Any, **options: Any) -> DataLoader[Any]:
     Floating NumPy arrays become tensors of torch's default float type.
 
     Register your own types with ``@luz.as_dataloader.register``: a converter takes the data
-    and returns a `DataLoader`. Inside ``fit``/``predict``/``evaluate`` it gets luz's defaults
-    (``batch_size=32``; training adds ``shuffle=True, drop_last=True``) and the
-    ``dataloader_options``: all of them if it takes ``**options``, else only the keywords it
-    declares (a ``dataloader_options`` key it does not declare is an error).
+    and returns a `DataLoader`. Inside ``fit``/``predict``/``evaluate`` luz calls it as
+    ``converter(data, **dataloader_options)``, with the options exactly as given (evaluation
+    and prediction loaders drop ``shuffle``) and none of luz's defaults: the converter applies
+    its own, such as ``batch_size=32``, so it should accept ``**options``.
 
     Raises:
         TypeError: unsupported type.
@@ -339,8 +339,8 @@ def eval_loader(data: Any, options: Mapping[str, Any] | None, *, role: str) -> D
 
 
 def _convert(data: Any, options: dict[str, Any], defaults: dict[str, Any]) -> DataLoader[Any]:
-    """Call the converter registered for ``data`` with the user's ``options`` over luz's
-    ``defaults``. A user's converter gets only the keywords its signature accepts."""
+    """Call the converter registered for ``data``. luz's own converters get the user's
+    ``options`` over luz's ``defaults``; a user's converter gets the ``options`` alone."""
     converter = as_dataloader.dispatch(type(data))
     if converter in _OWN_CONVERTERS:
         unknown = [k for k in options if k not in _LOADER_KEYS]
@@ -350,19 +350,18 @@ def _convert(data: Any, options: dict[str, Any], defaults: dict[str, Any]) -> Da
                 f"{', '.join(map(repr, unknown))}. Valid keys: {', '.join(sorted(_LOADER_KEYS))}."
             )
         return converter(data, **{**defaults, **options})
-    accepted = _keywords(converter)
     name = f"{getattr(converter, '__module__', '?')}.{getattr(converter, '__qualname__', converter)}"
-    if accepted is not None:
-        refused = [k for k in options if k not in accepted]
-        if refused:
-            raise TypeError(
-                f"`dataloader_options` has {', '.join(map(repr, refused))}, which the "
-                f"as_dataloader converter {name} for {type(data).__name__} does not accept (it "
-                f"takes {', '.join(sorted(accepted)) or 'no options'}). Remove them, or add "
-                "them (or **options) to the converter's parameters."
-            )
-        defaults = {k: v for k, v in defaults.items() if k in accepted}
-    loader = converter(data, **{**defaults, **options})
+    try:
+        loader = converter(data, **options)
+    except TypeError as error:
+        if not options:
+            raise
+        raise TypeError(
+            f"The as_dataloader converter {name} for {type(data).__name__} failed when called "
+            f"with `dataloader_options` {', '.join(map(repr, options))}: {error}. luz calls a "
+            "converter as converter(data, **dataloader_options): give it **options (or these "
+            "keywords), or remove them from `dataloader_options`."
+        ) from error
     if not isinstance(loader, DataLoader):
         raise TypeError(
             f"The as_dataloader converter {name} for {type(data).__name__} returned "
@@ -370,17 +369,3 @@ def _convert(data: Any, options: dict[str, Any], defaults: dict[str, Any]) -> Da
             "torch.utils.data.DataLoader."
         )
     return loader
-
-
-def _keywords(fn: Callable[..., Any]) -> frozenset[str] | None:
-    """The keyword parameters ``fn`` accepts after its first (the data); ``None``: any."""
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):  # no readable signature: pass everything
-        return None
-    kind = inspect.Parameter
-    if any(p.kind is kind.VAR_KEYWORD for p in params):
-        return None
-    if params and params[0].kind in (kind.POSITIONAL_ONLY, kind.POSITIONAL_OR_KEYWORD):
-        params = params[1:]
-    return frozenset(p.name for p in params if p.kind in (kind.POSITIONAL_OR_KEYWORD, kind.KEYWORD_ONLY))
