@@ -6,8 +6,8 @@ batch in `luz.batch`, and firing breakpoints in the runner that `luz.run` builds
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from luz.accelerator import Accelerator
+    from luz.callbacks._runner import CallbackRunner
     from luz.callbacks.base import Callback
     from luz.metrics.base import Metric
     from luz.metrics.set import MetricSet
@@ -28,26 +29,11 @@ if TYPE_CHECKING:
 __all__ = [
     "Context",
     "Records",
-    "Runner",
     "bind_context",
     "new_records",
     "normalize_optimizers",
     "unbind_context",
 ]
-
-
-class Runner(Protocol):
-    """What a context needs of the callback runner (`luz.callbacks._runner.CallbackRunner`)."""
-
-    @property
-    def callbacks(self) -> Sequence[Callback]:
-        """The callbacks, sorted by weight."""
-
-    def fire(self, name: str) -> None:
-        """Run every hook implementing breakpoint ``name``."""
-
-    def after_epoch_end(self, action: Callable[[], None]) -> None:
-        """Run ``action()`` when each epoch commits."""
 
 
 def _default_step_opt(opt: torch.optim.Optimizer) -> None:
@@ -121,7 +107,11 @@ class Context:
     """Free scratch space for callbacks."""
 
     def __init__(
-        self, *, verbose: bool = False, accelerator: Accelerator | None = None, runner: Runner | None = None
+        self,
+        *,
+        verbose: bool = False,
+        accelerator: Accelerator | None = None,
+        runner: CallbackRunner | None = None,
     ) -> None:
         self.verbose = verbose
         self.accelerator = accelerator
@@ -130,28 +120,20 @@ class Context:
         self._optimizers: dict[str, torch.optim.Optimizer] = {}
         self._opt: torch.optim.Optimizer | None = None
         self._opt_name: str | None = None
-        self.data = None
-        self.train_data = None
-        self.valid_data = None
         self._min_epochs = 0
         self._max_epochs = 999_999_999
         self.epoch = 0
         self._iter = 0
         self.training = False
-        self.batch = None
-        self.pred = None
         self.loss_fn = None
-        self.loss = {}
-        self.loss_grad = None
         self.step_opt = _default_step_opt
         self.backward = None
         self.metric_set = None
-        self.metrics = {"train": [], "valid": []}
         self.metric_names = {"train": [], "valid": []}
         self._records: Records = new_records()
         self.hparams = {}
         self.opt_hparams = {}
-        self.buffers = {}
+        self._drop_transient()
         self._runner = runner
         self._callbacks: list[Callback] = list(runner.callbacks) if runner is not None else []
         # ``ctx.fire(name)``: the runner's own bound method, so the default step fires its
@@ -228,14 +210,7 @@ class Context:
     @property
     def opt(self) -> torch.optim.Optimizer:
         """The optimizer of the current step; falls back to the only optimizer."""
-        if self._opt is not None:
-            return self._opt
-        if len(self._optimizers) == 1:
-            return next(iter(self._optimizers.values()))
-        raise RuntimeError(
-            "The current optimizer has not been set and there are "
-            f"{len(self._optimizers)} optimizers ({', '.join(self._optimizers)})."
-        )
+        return self._opt if self._opt is not None else self._optimizers[self._only_optimizer("optimizer")]
 
     @opt.setter
     def opt(self, value: torch.optim.Optimizer | None) -> None:
@@ -244,18 +219,19 @@ class Context:
     @property
     def opt_name(self) -> str:
         """Name of the current optimizer; falls back to the only optimizer's name."""
-        if self._opt_name is not None:
-            return self._opt_name
-        if len(self._optimizers) == 1:
-            return next(iter(self._optimizers))
-        raise RuntimeError(
-            "The current optimizer name has not been set and there are "
-            f"{len(self._optimizers)} optimizers ({', '.join(self._optimizers)})."
-        )
+        return self._opt_name if self._opt_name is not None else self._only_optimizer("optimizer name")
 
     @opt_name.setter
     def opt_name(self, value: str | None) -> None:
         self._opt_name = value
+
+    def _only_optimizer(self, what: str) -> str:
+        if len(self._optimizers) == 1:
+            return next(iter(self._optimizers))
+        raise RuntimeError(
+            f"The current {what} has not been set and there are "
+            f"{len(self._optimizers)} optimizers ({', '.join(self._optimizers)})."
+        )
 
     @property
     def iter(self) -> int:
@@ -407,6 +383,10 @@ class Context:
         self.fire = _fire_nothing
         self._optimizers = {}
         self._opt = None
+        self._drop_transient()
+
+    def _drop_transient(self) -> None:
+        # What a run holds only while it runs: loaders, the batch and its results, scratch space.
         self.data = self.train_data = self.valid_data = None
         self.batch = self.pred = self.loss_grad = None
         self.loss = {}
