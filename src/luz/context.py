@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from luz._validate import check_count
 from luz.events import StopTraining
 
 if TYPE_CHECKING:
@@ -33,9 +34,7 @@ def _default_step_opt(opt: torch.optim.Optimizer) -> None:
 
 
 def _check_epoch_count(value: object, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"`{argument}` must be a non-negative int, got {value!r} ({type(value).__name__}).")
-    return value
+    return check_count(value, argument, wrong_type=ValueError)  # as for fit(epochs=) (SPEC §1)
 
 
 class Context:
@@ -234,9 +233,7 @@ class Context:
 
     @iter.setter
     def iter(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"`ctx.iter` must be an int, got {value!r}.")
-        self._iter = value
+        self._iter = check_count(value, "ctx.iter", minimum=None)
 
     @property
     def min_epochs(self) -> int:

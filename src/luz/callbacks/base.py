@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from luz._errors import CallbackError, rewrap
+from luz._validate import check_real
 from luz.events import BREAKPOINTS, SkipEpoch, StopTraining, check_breakpoint_name
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def callback(*, weight: float = 0.0, **hooks: Callable[[Context], Any]) -> Callb
         check_breakpoint_name(name, argument=name)
         if not callable(fn):
             raise TypeError(f"`{name}` must be a function taking the context, got {type(fn).__name__}.")
-    return _LambdaCallback(dict(hooks), float(weight))
+    return _LambdaCallback(dict(hooks), check_real(weight, "weight", finite=False))
 
 
 def check_callbacks(callbacks: Iterable[object]) -> list[Callback]:

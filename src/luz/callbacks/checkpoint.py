@@ -21,6 +21,7 @@ from luz._checkpoint import (
     stateful_callbacks,
     write_checkpoint,
 )
+from luz._validate import check_flag
 from luz.callbacks.monitor import MonitorCallback
 
 DIRECTORY_TEMPLATE = "epoch-{epoch:02d}-{monitor_name}-{monitor:.3f}.pt"
@@ -68,7 +69,7 @@ class ModelCheckpoint(MonitorCallback):
         if not isinstance(text, str) or not text:
             raise ValueError(f"`path` must be a non-empty path or template, got {path!r}.")
         self.path = text + DIRECTORY_TEMPLATE if _is_directory(text) else text
-        self.save_best_only = bool(save_best_only)
+        self.save_best_only = check_flag(save_best_only, "save_best_only")
         self.best: float | None = None
         self.last_path: Path | None = None
 
