@@ -15,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel  # loaded by `import torch
 
 from luz._dist import group
 from luz._tree import map_tensors
+from luz._validate import check_flag, check_optional_count, check_optional_flag, check_real
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 """The collective timeout of a process group luz creates (PyTorch's Gloo default)."""
@@ -108,19 +109,21 @@ class Accelerator:
         timeout: float | timedelta = DEFAULT_TIMEOUT,
         ddp_options: dict[str, Any] | None = None,
     ) -> None:
-        self.device_placement = device_placement
-        self.cpu = cpu
-        self.cuda_index = cuda_index
-        if distributed is None:
+        self.device_placement = check_flag(device_placement, "device_placement")
+        self.cpu = check_flag(cpu, "cpu")
+        self.cuda_index = check_optional_count(cuda_index, "cuda_index", hint="None uses the current device.")
+        if check_optional_flag(distributed, "distributed") is None:
             distributed = group.torchrun_environment() or group.world_size() > 1
         self.distributed = bool(distributed)
+        if not isinstance(timeout, timedelta):
+            seconds = check_real(timeout, "timeout", above=0, hint="Pass seconds or a datetime.timedelta.")
+            timeout = timedelta(seconds=seconds)
         self.ddp_options = dict(ddp_options or {})
         self.device = self._choose_device()
         if self.distributed:
             if self.device.type == "cuda":
                 torch.cuda.set_device(self.device)
-            wait = timeout if isinstance(timeout, timedelta) else timedelta(seconds=float(timeout))
-            group.ensure_process_group("nccl" if self.device.type == "cuda" else "gloo", wait)
+            group.ensure_process_group("nccl" if self.device.type == "cuda" else "gloo", timeout)
 
     def _choose_device(self) -> torch.device:
         if self.cpu:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from luz import records as _records
+from luz._validate import check_count
 from luz.batch import batch_input, batch_target, with_input, with_target
 from luz.events import check_breakpoint_name
 from luz.records import Records, new_records
@@ -45,9 +46,7 @@ def _fire_nothing(name: str) -> None:
 
 
 def _check_epoch_count(value: object, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"`{argument}` must be a non-negative int, got {value!r} ({type(value).__name__}).")
-    return value
+    return check_count(value, argument, wrong_type=ValueError)  # as for fit(epochs=) (SPEC §1)
 
 
 class Context:
@@ -240,9 +239,7 @@ class Context:
 
     @iter.setter
     def iter(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"`ctx.iter` must be an int, got {value!r}.")
-        self._iter = value
+        self._iter = check_count(value, "ctx.iter", minimum=None)
 
     @property
     def min_epochs(self) -> int:

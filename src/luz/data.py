@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import numbers
 import reprlib
 import warnings
 from collections.abc import Mapping, Sequence
@@ -14,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
+
+from luz._validate import check_real
 
 # A nested tuple of leaf positions, e.g. ``((0, 1), 2)`` for ``((xa, xb), y)``.
 Structure = int | tuple["Structure", ...]
@@ -233,17 +234,17 @@ def as_dataset(x: Any) -> Dataset[Any]:
 
 
 def check_fraction(value: object) -> float:
-    """Validate a ``valid_data`` fraction: a float in (0, 1)."""
-    if (
-        isinstance(value, bool | numbers.Integral)
-        or not isinstance(value, numbers.Real)
-        or not 0.0 < float(value) < 1.0
-    ):
-        raise ValueError(
-            f"`valid_data` as a number must be a float in (0, 1) giving the share of `data` "
-            f"used for validation; got {value!r}."
-        )
-    return float(value)
+    """Validate a ``valid_data`` fraction: a float in (0, 1).
+
+    Every bad value is a ``ValueError``, a non-number too (SPEC §8.2)."""
+    return check_real(
+        value,
+        "valid_data",
+        above=0,
+        below=1,
+        wrong_type=ValueError,
+        hint="As a number it is the share of `data` used for validation: pass a float in (0, 1).",
+    )
 
 
 def split_valid(data: Any, fraction: float) -> tuple[Dataset[Any], Dataset[Any]]:

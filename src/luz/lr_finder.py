@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from luz._validate import check_count, check_flag, check_optional_flag, check_real
 from luz.callbacks.base import Callback
 from luz.events import StopTraining
 
@@ -111,10 +112,11 @@ def lr_finder(
     """
     from luz.callbacks.progress import default_verbose
 
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"`steps` must be a positive int, got {steps!r}.")
-    if not (0 < start_lr < end_lr):
-        raise ValueError(f"Need 0 < start_lr < end_lr, got start_lr={start_lr!r}, end_lr={end_lr!r}.")
+    steps = check_count(steps, "steps", minimum=1)
+    start_lr = check_real(start_lr, "start_lr", above=0)
+    end_lr = check_real(end_lr, "end_lr", above=start_lr, hint="The rates rise from `start_lr` to `end_lr`.")
+    log_spaced_intervals = check_flag(log_spaced_intervals, "log_spaced_intervals")
+    verbose = check_optional_flag(verbose, "verbose")
     for key in ("epochs", "verbose"):
         if key in fit_kwargs:
             raise TypeError(f"lr_finder() sets `{key}` itself; do not pass it in fit_kwargs.")

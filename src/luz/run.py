@@ -14,7 +14,6 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -23,6 +22,7 @@ from luz._dist.sharding import distribute_train_loader, shard_eval_loader, unsha
 from luz._dist.sync import DistributedSync, HeldStop
 from luz._persist.rng import sync_random_state
 from luz._tree import to_cpu
+from luz._validate import check_count, check_optional_flag, invalid, is_flag
 from luz.accelerator import Accelerator, move_to_device
 from luz.callbacks._runner import CallbackRunner
 from luz.callbacks.base import Callback, as_callback_list
@@ -39,33 +39,29 @@ from luz.step import default_step
 
 
 def parse_epochs(epochs: object) -> tuple[int, int]:
-    """``n`` -> ``(0, n)``; ``(min, max)`` -> itself; anything else is a ``ValueError``.
+    """``n`` -> ``(0, n)``; ``(min, max)`` -> itself; anything else is a ``ValueError`` (SPEC §1).
 
-    Counts are non-negative ints (NumPy integers too); floats such as ``10.0`` are refused."""
-
-    def is_count(x: object) -> bool:
-        return isinstance(x, numbers.Integral) and not isinstance(x, bool) and int(x) >= 0
-
-    if is_count(epochs):
-        return 0, int(epochs)  # type: ignore[call-overload]
-    if isinstance(epochs, tuple | list) and len(epochs) == 2 and all(is_count(e) for e in epochs):
-        lo, hi = int(epochs[0]), int(epochs[1])
-        if lo > hi:
-            raise ValueError(f"`epochs`: the minimum ({lo}) is larger than the maximum ({hi}).")
-        return lo, hi
-    raise ValueError(
-        f"`epochs` must be a non-negative int (the maximum) or a (min, max) pair of ints; got {epochs!r}."
+    Counts are non-negative integers (NumPy integers too); floats such as ``10.0`` are refused."""
+    hint = "It is the maximum number of epochs, or a (min, max) pair of them."
+    if not isinstance(epochs, tuple | list):
+        return 0, check_count(epochs, "epochs", wrong_type=ValueError, hint=hint)
+    if len(epochs) != 2:
+        raise invalid("epochs", "a non-negative integer or a (min, max) pair of them", epochs, hint)
+    lo, hi = (
+        check_count(e, "epochs", wrong_type=ValueError, hint=f"It is in the (min, max) pair {epochs!r}.")
+        for e in epochs
     )
+    if lo > hi:
+        raise ValueError(f"`epochs`: the minimum ({lo}) is larger than the maximum ({hi}).")
+    return lo, hi
 
 
 def _compile_options(compile: object) -> dict[str, Any] | None:
-    if compile is False:
-        return None
-    if compile is True:
-        return {}
     if isinstance(compile, dict):
         return dict(compile)
-    raise TypeError(f"`compile` must be True, False or a dict of torch.compile arguments, got {compile!r}.")
+    if not is_flag(compile):
+        raise invalid("compile", "True, False or a dict of torch.compile arguments", compile, error=TypeError)
+    return {} if compile else None
 
 
 def resolve_step(model: nn.Module, ctx: Context) -> Callable[[], None]:
@@ -79,11 +75,9 @@ def resolve_step(model: nn.Module, ctx: Context) -> Callable[[], None]:
 def _check_run_options(verbose: object, accelerator: object) -> tuple[Accelerator, bool]:
     if accelerator is not None and not isinstance(accelerator, Accelerator):
         raise TypeError(f"`accelerator` must be a luz.Accelerator, got {type(accelerator).__name__}.")
-    if verbose is not None and not isinstance(verbose, bool | np.bool_):
-        raise TypeError(
-            f"`verbose` must be True, False or None (show progress on a terminal or in a notebook), "
-            f"got {verbose!r} ({type(verbose).__name__})."
-        )
+    verbose = check_optional_flag(
+        verbose, "verbose", hint="None shows progress on a terminal or in a notebook."
+    )
     acc = accelerator or Accelerator()
     show = default_verbose() if verbose is None else bool(verbose)
     if acc.device.type == "mps" and "PYTORCH_ENABLE_MPS_FALLBACK" not in os.environ:

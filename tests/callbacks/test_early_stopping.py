@@ -99,7 +99,7 @@ def test_state_dict_round_trip() -> None:
 def test_argument_checks() -> None:
     with pytest.raises(ValueError, match="`patience`"):
         EarlyStopping(patience=-1)
-    with pytest.raises(TypeError, match="`patience`"):
+    with pytest.raises(ValueError, match="`patience`"):  # a number, not a count (SPEC §8.3)
         EarlyStopping(patience=1.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="`baseline`"):
         EarlyStopping(baseline="0")  # type: ignore[arg-type]

@@ -63,7 +63,7 @@ def test_argument_checks(argument: str) -> None:
         GradientClip(**{argument: -1.0})
     with pytest.raises(TypeError, match=f"`{argument}`"):
         GradientClip(**{argument: "2"})
-    with pytest.raises(TypeError, match=f"`{argument}`"):
+    with pytest.raises(ValueError, match=f"`{argument}`"):  # bools are never numbers (SPEC §1)
         GradientClip(**{argument: True})
     assert GradientClip(**{argument: 2}).__dict__[argument] == 2.0
 

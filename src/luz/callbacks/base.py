@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from luz._validate import check_real
 from luz.events import BREAKPOINTS, check_breakpoint_name
 
 if TYPE_CHECKING:
@@ -187,7 +188,7 @@ def callback(*, weight: float = 0.0, **hooks: Callable[[Context], Any]) -> Callb
         check_breakpoint_name(name, argument=name)
         if not callable(fn):
             raise TypeError(f"`{name}` must be a function taking the context, got {type(fn).__name__}.")
-    return _LambdaCallback(dict(hooks), float(weight))
+    return _LambdaCallback(dict(hooks), check_real(weight, "weight", finite=False))
 
 
 def check_callbacks(callbacks: Iterable[object]) -> list[Callback]:

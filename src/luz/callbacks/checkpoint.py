@@ -21,6 +21,7 @@ from luz._persist.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
+from luz._validate import check_flag
 from luz.accelerator import is_writer
 from luz.callbacks.monitor import MonitorCallback
 
@@ -69,7 +70,7 @@ class ModelCheckpoint(MonitorCallback):
         if not isinstance(text, str) or not text:
             raise ValueError(f"`path` must be a non-empty path or template, got {path!r}.")
         self.path = text + DIRECTORY_TEMPLATE if _is_directory(text) else text
-        self.save_best_only = bool(save_best_only)
+        self.save_best_only = check_flag(save_best_only, "save_best_only")
         self.best: float | None = None
         self.last_path: Path | None = None
 

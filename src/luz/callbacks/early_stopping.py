@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 import math
-import numbers
 import sys
 from typing import Any, ClassVar
 
+from luz._validate import check_count, check_optional_real
 from luz.callbacks.monitor import MonitorCallback
 from luz.events import StopTraining
-
-
-def _check_patience(patience: object) -> int:
-    if isinstance(patience, bool) or not isinstance(patience, int):
-        raise TypeError(f"`patience` must be an int, got {patience!r} ({type(patience).__name__}).")
-    if patience < 0:
-        raise ValueError(f"`patience` must be >= 0, got {patience}.")
-    return patience
-
-
-def _check_baseline(baseline: object) -> float | None:
-    if baseline is None:
-        return None
-    if isinstance(baseline, bool) or not isinstance(baseline, numbers.Real):
-        raise TypeError(f"`baseline` must be a number or None, got {baseline!r} ({type(baseline).__name__}).")
-    if math.isnan(float(baseline)):
-        raise ValueError("`baseline` must not be NaN.")
-    return float(baseline)
 
 
 class EarlyStopping(MonitorCallback):
@@ -74,8 +56,8 @@ class EarlyStopping(MonitorCallback):
         baseline: float | None = None,
     ) -> None:
         super().__init__(monitor=monitor, mode=mode, min_delta=min_delta)
-        self.patience = _check_patience(patience)
-        self.baseline = _check_baseline(baseline)
+        self.patience = check_count(patience, "patience")
+        self.baseline = check_optional_real(baseline, "baseline", finite=False)
         self.best: float | None = self.baseline
         self.counter = 0
         self._stopped_at: int | None = None

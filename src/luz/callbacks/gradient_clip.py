@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 
+from luz._validate import check_real
 from luz.callbacks.base import Callback
-
-
-def _check_number(value: object, argument: str, *, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{argument}` must be a number, got {value!r} ({type(value).__name__}).")
-    number = float(value)
-    if math.isnan(number) or number < 0 or (positive and number == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"`{argument}` must be a number {bound}, got {value!r}.")
-    return number
 
 
 class GradientClip(Callback):
@@ -36,8 +24,8 @@ class GradientClip(Callback):
     """
 
     def __init__(self, max_norm: float = 1.0, norm_type: float = 2.0) -> None:
-        self.max_norm = _check_number(max_norm, "max_norm", positive=False)
-        self.norm_type = _check_number(norm_type, "norm_type", positive=True)
+        self.max_norm = check_real(max_norm, "max_norm", minimum=0, finite=False)
+        self.norm_type = check_real(norm_type, "norm_type", above=0, finite=False)
 
     def on_train_batch_before_step(self) -> None:
         params = [p for p in self.context.model.parameters() if p.grad is not None]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from luz._persist.atomic import atomic_open
+from luz._validate import invalid, is_flag
 from luz.accelerator import is_writer
 from luz.callbacks.base import Callback
 from luz.metrics.base import flatten_value
@@ -109,12 +110,15 @@ class TensorBoard(Callback):
         _require_tensorboard()
         if not isinstance(logdir, str | os.PathLike):
             raise TypeError(f"`logdir` must be a str or a path, got {type(logdir).__name__}.")
-        if not isinstance(histograms, bool) and not (
-            isinstance(histograms, list | tuple) and all(isinstance(n, str) for n in histograms)
-        ):
-            raise TypeError(f"`histograms` must be a bool or a list of parameter names, got {histograms!r}.")
+        self.histograms: bool | list[str]
+        if isinstance(histograms, list | tuple) and all(isinstance(n, str) for n in histograms):
+            self.histograms = list(histograms)
+        elif is_flag(histograms):
+            self.histograms = bool(histograms)
+        else:
+            expected = "True, False or a list of parameter names"
+            raise invalid("histograms", expected, histograms, error=TypeError)
         self.logdir = Path(logdir).expanduser()
-        self.histograms = histograms if isinstance(histograms, bool) else list(histograms)
         self._writers: dict[str, Any] = {}
 
     def _writer(self, run: str) -> Any:

@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from luz._validate import invalid
 from luz.callbacks.base import Callback
 from luz.callbacks.monitor import check_monitor, flat_metric_value, monitor_names
 from luz.events import check_breakpoint_name
@@ -64,7 +65,7 @@ class LRScheduler(Callback):
             )
         self.call_on = check_breakpoint_name(call_on, argument="call_on", custom=False)
         if opt_name is not None and not isinstance(opt_name, str):
-            raise TypeError(f"`opt_name` must be an optimizer name (str) or None, got {opt_name!r}.")
+            raise invalid("opt_name", "None or an optimizer name (a str)", opt_name, error=TypeError)
         self.factory = scheduler
         self.args = args
         self.kwargs = kwargs

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import math
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from luz._validate import check_flag, check_real
 from luz.callbacks.base import Callback
 
 
@@ -158,13 +157,9 @@ class Mixup(Callback):
     """
 
     def __init__(self, alpha: float = 0.4, run_valid: bool = False, auto_loss: bool = False) -> None:
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-            raise TypeError(f"`alpha` must be a number, got {alpha!r} ({type(alpha).__name__}).")
-        if not math.isfinite(alpha) or alpha <= 0:
-            raise ValueError(f"`alpha` must be a finite number > 0, got {alpha!r}.")
-        self.alpha: float = float(alpha)
-        self.run_valid: bool = bool(run_valid)
-        self.auto_loss: bool = bool(auto_loss)
+        self.alpha = check_real(alpha, "alpha", above=0)
+        self.run_valid = check_flag(run_valid, "run_valid")
+        self.auto_loss = check_flag(auto_loss, "auto_loss")
         self._saved_loss: Any = None
         self._distribution: torch.distributions.Beta | None = None
         self._distribution_device: torch.device | None = None

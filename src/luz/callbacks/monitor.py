@@ -9,9 +9,9 @@ record and optimizer names may contain ``_``.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import TYPE_CHECKING, Any
 
+from luz._validate import check_choice, check_real, invalid
 from luz.callbacks.base import Callback
 from luz.metrics.base import flatten_value
 
@@ -25,31 +25,16 @@ SETS = ("train", "valid")
 def check_monitor(monitor: object) -> str:
     """Validate the form ``<set>_<name>`` of a monitor name and return it."""
     if not isinstance(monitor, str):
-        raise TypeError(f"`monitor` must be a str such as 'valid_loss', got {type(monitor).__name__}.")
+        raise invalid("monitor", "a str such as 'valid_loss'", monitor, error=TypeError)
     set_name, _, rest = monitor.lower().partition("_")
     if set_name not in SETS or not rest:
-        raise ValueError(
-            f"`monitor`={monitor!r} must look like '<set>_<metric>' with set 'train' or 'valid', "
-            "e.g. 'valid_loss', 'train_acc' or 'valid_loss_<optimizer name>'."
+        raise invalid(
+            "monitor",
+            "a name '<set>_<metric>' with set 'train' or 'valid'",
+            monitor,
+            "For example 'valid_loss', 'train_acc' or 'valid_loss_<optimizer name>'.",
         )
     return monitor
-
-
-def check_mode(mode: object) -> str:
-    """Validate ``mode`` (``"min"``, ``"max"`` or ``"zero"``) and return it."""
-    if mode not in MODES:
-        raise ValueError(f"`mode` must be one of 'min', 'max' or 'zero', got {mode!r}.")
-    return str(mode)
-
-
-def check_min_delta(min_delta: object) -> float:
-    """Validate ``min_delta`` (a finite number >= 0) and return it as a float."""
-    if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real):
-        raise TypeError(f"`min_delta` must be a number, got {min_delta!r} ({type(min_delta).__name__}).")
-    value = float(min_delta)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"`min_delta` must be a finite number >= 0, got {min_delta!r}.")
-    return value
 
 
 def monitor_names(ctx: Context, epoch: int | None = None) -> dict[str, tuple[str, str]]:
@@ -102,8 +87,8 @@ class MonitorCallback(Callback):
 
     def __init__(self, monitor: str = "valid_loss", mode: str = "min", min_delta: float = 0.0) -> None:
         self.monitor = check_monitor(monitor)
-        self.mode = check_mode(mode)
-        self.min_delta = check_min_delta(min_delta)
+        self.mode = check_choice(mode, "mode", MODES)
+        self.min_delta = check_real(min_delta, "min_delta", minimum=0)
 
     def resolve_monitor(self, ctx: Context) -> tuple[str, str]:
         """``(set, record name)`` of the monitored value in the current epoch's records.

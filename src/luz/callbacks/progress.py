@@ -11,6 +11,7 @@ import sys
 import time
 from typing import IO, Any
 
+from luz._validate import check_real
 from luz.callbacks.base import Callback
 
 _BAR = "{n_fmt}/{total_fmt} [{bar:30}]"
@@ -37,7 +38,7 @@ class Progress(Callback):
     """
 
     def __init__(self, refresh: float = 0.2, file: IO[str] | None = None) -> None:
-        self.refresh = refresh
+        self.refresh = check_real(refresh, "refresh", minimum=0, hint="It is in seconds.")
         self.file = file
         self._bar: Any = None
         self._pending = 0

@@ -19,6 +19,7 @@ from luz._persist.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
+from luz._validate import check_flag
 from luz.accelerator import is_writer
 from luz.callbacks.base import Callback
 from luz.callbacks.terminate_on_nan import BUFFER_KEY
@@ -68,10 +69,10 @@ class ResumeFromCheckpoint(Callback):
         restore_callbacks_state: bool = False,
     ) -> None:
         self.path = Path(path)
-        self.restore_model_state = restore_model_state
-        self.restore_records = restore_records
-        self.restore_optimizer_state = restore_optimizer_state
-        self.restore_callbacks_state = restore_callbacks_state
+        self.restore_model_state = check_flag(restore_model_state, "restore_model_state")
+        self.restore_records = check_flag(restore_records, "restore_records")
+        self.restore_optimizer_state = check_flag(restore_optimizer_state, "restore_optimizer_state")
+        self.restore_callbacks_state = check_flag(restore_callbacks_state, "restore_callbacks_state")
         self._warned = False
         if self.resolve() is None:
             self._warn_missing(stacklevel=3)

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from luz._validate import check_optional_count
 from luz.callbacks.base import Callback
 from luz.events import StopTraining
 
@@ -48,11 +49,9 @@ class TerminateOnNaN(Callback):
     """
 
     def __init__(self, check_every: int | None = None) -> None:
-        if check_every is not None and (
-            isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1
-        ):
-            raise ValueError(f"`check_every` must be None or a positive int, got {check_every!r}.")
-        self.check_every = check_every
+        self.check_every = check_optional_count(
+            check_every, "check_every", minimum=1, hint="None checks only at the end of each training phase."
+        )
         self.stopped_at: dict[str, Any] | None = None
         self._first: torch.Tensor | None = None
         self._value: torch.Tensor | None = None

@@ -14,8 +14,8 @@ from typing import ClassVar
 import torch
 from torch.nn import functional as F
 
-from luz.metrics._checks import (
-    check_integer,
+from luz._validate import check_choice, check_count, check_flag
+from luz.metrics._shapes import (
     check_tensors,
     elementwise_pair,
     follow,
@@ -41,7 +41,8 @@ def threshold_grid(
     if thresholds is not None:
         inner = torch.as_tensor(thresholds, dtype=torch.float64).flatten().sort().values
     else:
-        n = check_integer("num_thresholds", num_thresholds, minimum=2)
+        # R luz's tests pass `num_thresholds = 1e5`, a double: integral floats are counts here.
+        n = check_count(num_thresholds, "num_thresholds", minimum=2, integral_float=True)
         k = torch.arange(2, n, dtype=torch.float64)
         inner = k / (n - 2)
     ends = torch.tensor([0.0 - _EPS, 1.0 + _EPS], dtype=torch.float64)
@@ -64,7 +65,7 @@ class _AUROCBase(Metric):
         # luz's grid is not sorted (1.005 comes before 1 + eps): bucket against a sorted copy,
         # then put the counts back in luz's order so the sums run over the same sequence.
         self.sorted_thresholds, self.order = self.thresholds.sort(stable=True)
-        self.from_logits = from_logits
+        self.from_logits = check_flag(from_logits, "from_logits")
         # hist[0] counts negatives, hist[1] positives, per class and threshold bucket.
         self.hist: torch.Tensor | None = None
 
@@ -180,8 +181,7 @@ class MulticlassAUROC(_AUROCBase):
         from_logits: bool = False,
         average: str = "micro",
     ) -> None:
-        if average not in _AVERAGES:
-            raise ValueError(f"`average` must be one of {', '.join(map(repr, _AVERAGES))}; got {average!r}.")
+        average = check_choice(average, "average", _AVERAGES)
         super().__init__(num_thresholds, thresholds, from_logits)
         self.average = average
         self.num_classes: int | None = None

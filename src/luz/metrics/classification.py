@@ -6,8 +6,8 @@ from typing import ClassVar
 
 import torch
 
-from luz.metrics._checks import (
-    check_real,
+from luz._validate import check_real
+from luz.metrics._shapes import (
     check_tensors,
     elementwise_pair,
     follow,
@@ -87,7 +87,7 @@ class BinaryAccuracy(_Counts):
 
     def __init__(self, threshold: float = 0.5) -> None:
         super().__init__()
-        self.threshold = check_real("threshold", threshold)
+        self.threshold = check_real(threshold, "threshold")
 
     def _cut(self) -> float:
         return self.threshold
@@ -119,7 +119,7 @@ class BinaryAccuracyWithLogits(BinaryAccuracy):
     """
 
     def __init__(self, threshold: float = 0.5) -> None:
-        super().__init__(check_real("threshold", threshold, low=0.0, high=1.0))
+        super().__init__(check_real(threshold, "threshold", minimum=0.0, maximum=1.0))
         self._logit = logit(self.threshold)
 
     def _cut(self) -> float:

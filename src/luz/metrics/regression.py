@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import torch
 
-from luz.metrics._checks import accumulator_dtype, elementwise_pair, follow
+from luz.metrics._shapes import accumulator_dtype, elementwise_pair, follow
 from luz.metrics.base import Metric
 
 
