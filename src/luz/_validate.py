@@ -41,7 +41,7 @@ import difflib
 import math
 import numbers
 import reprlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -320,3 +320,26 @@ def check_choice(value: object, argument: str, choices: Sequence[str], *, hint: 
         close = difflib.get_close_matches(value, choices, n=1)
         raise invalid(argument, expected, value, _join(f"Did you mean {close[0]!r}?" if close else "", hint))
     return str(value)
+
+
+def normalize_optimizers(value: object) -> dict[str, torch.optim.Optimizer]:
+    """Turn an optimizer or a mapping of them into ``{name: optimizer}``, validating both."""
+    if isinstance(value, torch.optim.Optimizer):
+        return {"opt": value}
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            "Expected a torch.optim.Optimizer or a dict of named optimizers, "
+            f"got {type(value).__name__}. Return one from `set_optimizers` or pass `optimizer=`."
+        )
+    result: dict[str, torch.optim.Optimizer] = {}
+    for name, opt in value.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"Optimizer names must be non-empty strings, got {name!r}.")
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise TypeError(
+                f"Expected a torch.optim.Optimizer for optimizer {name!r}, got {type(opt).__name__}."
+            )
+        result[name] = opt
+    if not result:
+        raise ValueError("The dict of optimizers is empty: return at least one optimizer.")
+    return result

@@ -6,14 +6,14 @@ batch in `luz.batch`, and firing breakpoints in the runner that `luz.run` builds
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from luz import records as _records
-from luz._validate import check_count
+from luz._validate import check_count, normalize_optimizers
 from luz.batch import batch_input, batch_target, with_input, with_target
 from luz.events import check_breakpoint_name
 from luz.records import Records, new_records
@@ -403,26 +403,3 @@ def bind_context(model: nn.Module, ctx: Context | None) -> None:
 def unbind_context(model: nn.Module) -> None:
     """Remove ``model.ctx`` if present."""
     model.__dict__.pop("ctx", None)
-
-
-def normalize_optimizers(value: object) -> dict[str, torch.optim.Optimizer]:
-    """Turn an optimizer or a mapping of them into ``{name: optimizer}``, validating both."""
-    if isinstance(value, torch.optim.Optimizer):
-        return {"opt": value}
-    if not isinstance(value, Mapping):
-        raise TypeError(
-            "Expected a torch.optim.Optimizer or a dict of named optimizers, "
-            f"got {type(value).__name__}. Return one from `set_optimizers` or pass `optimizer=`."
-        )
-    result: dict[str, torch.optim.Optimizer] = {}
-    for name, opt in value.items():
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"Optimizer names must be non-empty strings, got {name!r}.")
-        if not isinstance(opt, torch.optim.Optimizer):
-            raise TypeError(
-                f"Expected a torch.optim.Optimizer for optimizer {name!r}, got {type(opt).__name__}."
-            )
-        result[name] = opt
-    if not result:
-        raise ValueError("The dict of optimizers is empty: return at least one optimizer.")
-    return result

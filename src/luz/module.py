@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
-from luz.context import normalize_optimizers
+from luz._validate import normalize_optimizers
 from luz.metrics.set import MetricSet, as_metric_set
 
 if TYPE_CHECKING:
