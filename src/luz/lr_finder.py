@@ -8,8 +8,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from luz._validate import check_count, check_flag, check_optional_flag, check_real
-from luz.callbacks.base import Callback
+from luz.accelerator import Accelerator
+from luz.callbacks.base import Callback, as_callback_list
+from luz.callbacks.progress import default_verbose
 from luz.events import StopTraining
+from luz.reporting import require_matplotlib
+from luz.run import fit
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -110,8 +114,6 @@ def lr_finder(
         >>> len(result.lr)
         20
     """
-    from luz.callbacks.progress import default_verbose
-
     steps = check_count(steps, "steps", minimum=1)
     start_lr = check_real(start_lr, "start_lr", above=0)
     end_lr = check_real(end_lr, "end_lr", above=start_lr, hint="The rates rise from `start_lr` to `end_lr`.")
@@ -128,12 +130,10 @@ def lr_finder(
 
         bar = tqdm(total=steps, desc="Finding the learning rate")
     finder = _LRFinderCallback(lr_schedule(steps, start_lr, end_lr, log_spaced_intervals), bar)
-    from luz.callbacks.base import as_callback_list
-
     callbacks = [finder, *as_callback_list(fit_kwargs.pop("callbacks", None))]
     module = module.set_opt_hparams(**{**module.opt_hparams, "lr": start_lr})
     try:
-        module.fit(data, epochs=10**9, verbose=False, callbacks=callbacks, **fit_kwargs)
+        fit(module, data, epochs=10**9, verbose=False, callbacks=callbacks, **fit_kwargs)
     finally:
         if bar is not None:
             bar.close()
@@ -144,8 +144,6 @@ def lr_finder(
 def _single_process(accelerator: Any) -> Any:
     # The finder stops at an exact batch, which a distributed fit would defer to the end of
     # the epoch (see docs/distributed.md): under torchrun each process runs it on its own.
-    from luz.accelerator import Accelerator
-
     if accelerator is None:
         return Accelerator(distributed=False)
     if isinstance(accelerator, Accelerator) and accelerator.distributed:
@@ -202,8 +200,6 @@ class LRFinderResult:
 
     def plot(self) -> Any:
         """A matplotlib Figure: raw loss dotted, smoothed loss solid, log-10 learning rate axis."""
-        from luz.reporting import require_matplotlib
-
         plt = require_matplotlib()
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(self.lr, self.loss, linestyle=":", label="loss")

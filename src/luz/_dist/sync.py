@@ -18,7 +18,7 @@ from luz._dist.sharding import distributed_sampler
 from luz.accelerator import is_writer, unwrap_loader
 from luz.callbacks.base import Callback
 from luz.events import StopTraining
-from luz.metrics.base import to_metric_value
+from luz.records import to_metric_value
 
 if TYPE_CHECKING:
     from luz.context import Context

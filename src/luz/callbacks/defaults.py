@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from luz._dist.sync import log_reduced_metrics
 from luz.callbacks.base import Callback
 from luz.errors import MetricError, with_origin
-from luz.metrics.base import Metric, to_metric_value
+from luz.metrics.base import Metric
+from luz.records import to_metric_value
 
 if TYPE_CHECKING:
     pass

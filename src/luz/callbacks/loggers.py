@@ -12,7 +12,7 @@ from luz._persist.atomic import atomic_open
 from luz._validate import invalid, is_flag
 from luz.accelerator import is_writer
 from luz.callbacks.base import Callback
-from luz.metrics.base import flatten_value
+from luz.records import flatten_value
 
 if TYPE_CHECKING:
     pass

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from luz._validate import check_choice, check_real, invalid
 from luz.callbacks.base import Callback
-from luz.metrics.base import flatten_value
+from luz.records import flatten_value
 
 if TYPE_CHECKING:
     from luz.context import Context

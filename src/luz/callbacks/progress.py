@@ -13,6 +13,7 @@ from typing import IO, Any
 
 from luz._validate import check_real
 from luz.callbacks.base import Callback
+from luz.records import format_value
 
 _BAR = "{n_fmt}/{total_fmt} [{bar:30}]"
 
@@ -176,6 +177,4 @@ class Progress(Callback):
 
 
 def _fmt(value: Any) -> str:
-    from luz.metrics.base import format_value
-
     return format_value(value)

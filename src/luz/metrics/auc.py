@@ -22,7 +22,8 @@ from luz.metrics._shapes import (
     positive_labels,
     shape_error,
 )
-from luz.metrics.base import Metric, MetricValue
+from luz.metrics.base import Metric
+from luz.records import MetricValue
 
 _EPS = torch.finfo(torch.float32).eps
 _AVERAGES = ("micro", "macro", "weighted", "none")

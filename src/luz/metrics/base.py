@@ -8,14 +8,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from luz._dist.collectives import reduce_state
-from luz.records import MetricValue, flatten_value, format_value, to_metric_value
+from luz.records import MetricValue, format_value
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
     from luz.context import Context
-
-__all__ = ["LossAverage", "Metric", "MetricValue", "flatten_value", "format_value", "to_metric_value"]
 
 
 class Metric:

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from luz.metrics.base import Metric, MetricValue, to_metric_value
+from luz.metrics.base import Metric
+from luz.records import MetricValue, to_metric_value
 
 if TYPE_CHECKING:
     from typing_extensions import Self
