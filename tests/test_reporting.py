@@ -5,22 +5,7 @@ from __future__ import annotations
 import pytest
 
 from luz.reporting import evaluation_summary, fitted_summary, pretty_seconds
-
-
-def records() -> dict:  # type: ignore[type-arg]
-    return {
-        "metrics": {
-            "train": [
-                {"loss": {"gen": 1.0, "disc": 2.0}, "auc": 0.5},
-                {"loss": {"gen": 0.5, "disc": 1.5}, "auc": 0.6},
-            ],
-            "valid": [
-                {"loss": {"gen": 3.0, "disc": 4.0}, "auc": 0.7},
-                {"loss": {"gen": 2.0, "disc": 3.0}, "auc": 0.8},
-            ],
-        },
-        "profile": {"fit": [2.5], "epoch": [1.0, 1.0], "train": [0.75, 0.25], "valid": [0.2, 0.2]},
-    }
+from tests.test_records import records
 
 
 def test_evaluation_summary() -> None:
