@@ -92,3 +92,15 @@ def test_skip_markers_precede_code_blocks() -> None:
         for i, line in enumerate(lines):
             if line.strip() == SKIP_MARKER:
                 assert i + 1 < len(lines) and lines[i + 1].startswith("```"), f"{page.name}:{i + 1}"
+
+
+def test_architecture_page_lists_the_enforced_layers() -> None:
+    from tests.test_layers import LAYERS
+
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    documented: dict[int, set[str]] = {}
+    for layer, cell in re.findall(r"^\| L(\d) · [^|]*\| ([^|]*) \|", text, flags=re.MULTILINE):
+        paths = re.findall(r"`([\w/]+)\.py`", cell)
+        names = {p.removesuffix("__init__").rstrip("/").replace("/", ".") for p in paths}
+        documented[int(layer)] = names
+    assert documented == LAYERS, "docs/architecture.md's layer table differs from tests/test_layers.py"

@@ -28,13 +28,13 @@ ErrorFactory = Callable[[Exception, "Metric", str, int, int, str], Exception]
 
 
 class DistributedSync(Callback):
-    """Added to every distributed fit (before the user's callbacks).
+    """Added first to every distributed fit: a new shuffle each epoch (the same on every rank)
+    and, at each epoch end, a check that every rank still holds the same parameters.
 
-    Breakpoints: ``on_epoch_begin`` calls ``set_epoch(epoch)`` on the training loader's
-    `DistributedSampler`, so each epoch has its own shuffle (the same on every rank);
-    ``on_epoch_end`` compares a fingerprint of the parameters across ranks (one all-gather)
-    and raises on every rank if they differ, which happens when a custom ``step`` bypasses
-    ``ctx.forward_model``.
+    Breakpoints: ``on_epoch_begin`` (``DistributedSampler.set_epoch``) and ``on_epoch_end``
+    (`check_parameters_agree`).
+
+    How it works: docs/distributed.md.
     """
 
     weight: ClassVar[float] = -math.inf
@@ -100,12 +100,10 @@ def check_parameters_agree(model: nn.Module, device: torch.device, epoch: int) -
 
 class HeldStop:
     """The stop policy of a distributed fit (`luz.callbacks._runner.StopPolicy`): a
-    `StopTraining` waits until every rank agrees.
+    callback's `StopTraining` is held (`hold`) until the next agreement point, where `settle`
+    stops every rank together when any rank asked.
 
-    A rank that stopped alone would leave its peers waiting in the next collective. So a
-    callback's `StopTraining` is held (`hold`) while this rank keeps pace with the others, and
-    at the agreement points `settle` (one all-reduce) stops every rank together when any rank
-    asked.
+    How it works (why, and where the agreement points are): docs/distributed.md.
 
     Example:
         >>> policy = HeldStop(torch.device("cpu"))

@@ -10,22 +10,15 @@ from luz.callbacks.base import Callback
 
 
 class MixedPrecision(Callback):
-    """Runs the forward pass and the loss under ``torch.autocast``.
+    """Runs the forward pass and the loss under ``torch.autocast``, in training and validation.
 
-    On CUDA: float16 autocast and a ``torch.amp.GradScaler``: the loss is scaled at
-    ``on_train_batch_before_backward``, the gradients are unscaled at
-    ``on_train_batch_before_step`` (so a `GradientClip` listed *after* this callback sees true
-    gradients) and ``ctx.step_opt`` becomes ``scaler.step(opt); scaler.update()``. Elsewhere:
-    bfloat16 autocast (CPU) or the device's default autocast type, no scaler, ``ctx.step_opt``
-    untouched.
+    On CUDA: float16 autocast and a ``torch.amp.GradScaler`` (the loss is scaled, the gradients
+    are unscaled before the step, ``ctx.step_opt`` steps through the scaler); list a
+    `GradientClip` *after* this callback so it clips true gradients. Elsewhere: bfloat16
+    autocast (CPU) or the device's default autocast type, no scaler. Backward, the optimizer
+    step and other callbacks run in float32. The scaler's state is in ``state_dict()``.
 
-    The autocast window opens at ``on_train_batch_begin`` and closes at
-    ``on_train_batch_after_loss``, so backward, the optimizer step and other callbacks run in
-    float32; with several optimizers it reopens at ``on_train_batch_after_step`` for the next
-    optimizer's forward pass. Validation is autocast the same way (``on_valid_batch_begin`` to
-    ``on_valid_batch_after_loss``), so validation numbers match training's precision. A window
-    left open by an error is closed when the run ends. The scaler's state is in
-    ``state_dict()``.
+    How it works (the autocast window, breakpoint by breakpoint): docs/performance.md.
 
     Args:
         **grad_scaler_kwargs: passed to ``torch.amp.GradScaler`` (CUDA only), e.g.

@@ -36,16 +36,14 @@ class ModelCheckpoint(MonitorCallback):
     """Saves a full checkpoint (model, optimizers, records, callback and RNG states) at each
     epoch end, or only when ``monitor`` improves.
 
-    ``path`` is a ``str.format`` template with ``epoch``, ``monitor`` (the monitored value) and
-    ``monitor_name``; a path ending in ``/`` is a directory and gets
-    ``epoch-{epoch:02d}-{monitor_name}-{monitor:.3f}.pt``. Without ``{epoch}`` in it, the same
-    file is overwritten. Parent directories are created; each write is atomic. The monitored
-    value is read every epoch (so a wrong name fails at epoch 1 even when saving every epoch).
-    A model with NaN or infinite weights is not written (a warning says so). In a distributed
-    fit every rank builds the checkpoint and rank 0 writes it.
+    A model with NaN or infinite weights is not written (a warning says so).
+
+    How it works (file names, when it writes, distributed fits): docs/checkpoints.md.
 
     Args:
-        path: file template or directory (trailing ``/``).
+        path: a ``str.format`` template with ``epoch``, ``monitor`` (the monitored value) and
+            ``monitor_name``, or a directory (trailing ``/``), which gets
+            ``epoch-{epoch:02d}-{monitor_name}-{monitor:.3f}.pt``.
         monitor: the metric to watch, ``<set>_<name>`` (e.g. ``"valid_loss"``).
         save_best_only: save only when ``monitor`` improves (and always at epoch 1).
         mode: ``"min"``, ``"max"`` or ``"zero"``.
@@ -129,10 +127,9 @@ class ModelCheckpoint(MonitorCallback):
 class KeepBestModel(ModelCheckpoint):
     """Keeps the model of the best epoch: at ``on_fit_end`` the model, optimizer and callback
     states of the epoch where ``monitor`` was best are put back (records are left as they are).
+    While the fit runs, ``best_epoch`` is the best epoch so far.
 
-    The best checkpoint lives in a private temporary directory, removed at the end of the fit
-    (or when the callback is garbage-collected after an error). Its ``state_dict`` includes the
-    best weights, so `AutoResume` resumes it exactly.
+    How it works (where the best state is kept, resuming): docs/checkpoints.md.
 
     Args:
         monitor: the metric to watch, ``<set>_<name>``.

@@ -157,14 +157,12 @@ class Profile(Callback):
 class Interrupt(Callback):
     """Turns Ctrl-C and SIGTERM during `fit` into a graceful stop.
 
-    Ctrl-C raises ``KeyboardInterrupt`` wherever it lands. SIGTERM (what job schedulers send
-    before preemption) is handled from ``on_fit_begin`` until the run ends: the handler only
-    sets a flag, and the next ``on_train_batch_end`` or ``on_valid_batch_end`` raises
-    ``KeyboardInterrupt`` (a Python bool test per batch, no sync). Either way the loop fires
-    ``on_interrupt`` once (this prints a note when verbose), then ``on_fit_end``, and `fit`
-    returns the model trained so far; `AutoResume` keeps its state file. Further SIGTERMs
-    during that wrap-up are ignored. The previous SIGTERM handler is put back when the run
-    ends, whether it returns or raises. The handler is installed only from the main thread.
+    A SIGTERM (what job schedulers send before preemption) stops the fit at the next training
+    or validation batch end, as Ctrl-C does where it lands: the loop fires ``on_interrupt``
+    once (this prints a note when verbose), then ``on_fit_end``, and `fit` returns the model
+    trained so far. ``terminated`` says whether a SIGTERM arrived during the current fit.
+
+    How it works: docs/troubleshooting.md (Ctrl-C, SIGTERM and preemption).
     """
 
     def __init__(self) -> None:

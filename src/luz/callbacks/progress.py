@@ -33,6 +33,8 @@ class Progress(Callback):
     prediction with running metrics (``12/50 [=====     ] - ETA: 00:03 - Loss: 1.8386``), and
     ``Train metrics: Loss: 0.1234 - Acc: 0.9876`` / ``Valid metrics: ...`` at each epoch end.
 
+    How it works (the bars, when running metrics are computed): docs/callbacks.md.
+
     Args:
         refresh: seconds between bar refreshes (each refresh computes the running metrics).
         file: where to write; default ``sys.stderr`` at the time of writing.

@@ -117,27 +117,15 @@ class AutoResume(Callback):
     """Makes a fit resumable: re-running the same script after a crash continues from the last
     completed epoch.
 
-    At every epoch end the full state is written atomically to ``path``: model, optimizers,
-    records, callback states and every random stream (Python, NumPy, torch CPU/CUDA, and
-    data-loader generators). Like every callback it runs in weight order (``weight = inf``,
-    ties in list order), so its write sees what the callbacks before it did at this epoch end;
-    when callbacks after it also implement ``on_epoch_end``, the state is written once more
-    after them, so a crash in a later epoch resumes from the complete state.
+    At every epoch end the full state (model, optimizers, records, callback states and every
+    random stream) is written atomically to ``path``. At ``on_fit_begin``, if ``path`` exists,
+    that state is loaded and the epochs up to the saved one are skipped. The file is deleted
+    when the fit ends normally or early-stops, and kept when it fails with an error, is
+    interrupted or was stopped by `TerminateOnNaN`; a model with NaN or infinite weights is
+    never written. On CPU with a fixed thread count, a run resumed after a crash outside
+    ``on_epoch_end`` is bitwise identical to an uninterrupted run with the same callbacks.
 
-    At ``on_fit_begin``, if ``path`` exists, the saved state is loaded (so the skipped epochs
-    already see the restored model, optimizers and schedulers, as in luz) and epochs up to the
-    saved one are skipped (`luz.SkipEpoch` from ``on_epoch_begin``, before any data is drawn).
-    At the last skipped epoch the state is put back once more, so nothing other callbacks did
-    while epochs were skipped survives (their ``on_fit_begin`` resets included).
-
-    The file is deleted when the fit ends normally or early-stops, and kept when it fails with
-    an error, is interrupted (Ctrl-C or SIGTERM) or was stopped by `TerminateOnNaN` (so a
-    re-run resumes). A model with NaN or infinite weights is never written (a warning says
-    so): the file keeps the last good state, and is kept at the end.
-
-    On CPU with a fixed thread count, a run resumed after a crash outside ``on_epoch_end`` has
-    weights, optimizer and scheduler states, records and losses bitwise identical to an
-    uninterrupted run with the same callbacks (see ``docs/checkpoints.md`` for the limits).
+    How it works (when it writes and loads, and the limits): docs/checkpoints.md.
 
     Args:
         path: the state file; its parent directory is created.

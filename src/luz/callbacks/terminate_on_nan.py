@@ -20,20 +20,14 @@ when it stops a fit (`AutoResume` then keeps its state file)."""
 class TerminateOnNaN(Callback):
     """Stops training at the first NaN or infinite training loss.
 
-    Each training batch adds a few tiny device operations at ``on_train_batch_end`` and no
-    host sync: the index and value of the first non-finite batch (over every optimizer's loss
-    in ``ctx.loss``) are kept on the device. They are read (one sync) at the end of each
-    training phase (``on_train_end``, so validation does not run on a broken model) and, with
-    ``check_every=n``, every ``n`` batches right after the loss, before backward. When a
-    non-finite loss is found, a ``RuntimeWarning`` gives the epoch, the batch and the value,
-    and `luz.StopTraining` ends the fit gracefully (``on_early_stopping`` then ``on_fit_end``
-    run and `fit` returns). The stopped epoch is unfinished, so it leaves no records and no
-    epoch-end checkpoint: the records hold only the epochs before it.
+    Non-finite losses are detected on the device, with no host sync per batch; the result is
+    read at the end of each training phase (before validation) and, with ``check_every=n``,
+    every ``n`` batches, before backward. At a non-finite loss a ``RuntimeWarning`` gives the
+    epoch, the batch and the value, and `luz.StopTraining` ends the fit gracefully; the
+    unfinished epoch leaves no records. ``check_every=1`` keeps the optimizer from ever
+    stepping on a non-finite loss.
 
-    With ``check_every=1`` the check runs before the optimizer step, so the returned weights
-    are those before the bad batch (one host sync per batch). With the default, the optimizer
-    may already have stepped on non-finite gradients: use `ModelCheckpoint`/`AutoResume`, which
-    never write non-finite weights, to keep the last good state.
+    How it works: docs/troubleshooting.md (NaN and infinite losses).
 
     Args:
         check_every: also check every ``check_every`` training batches (``None``: only at the

@@ -118,19 +118,14 @@ def _warn_unreduced(metric: Metric) -> None:
 class LossAverage(Metric):
     """The loss metric every module tracks: the unweighted mean of batch losses.
 
-    Reads ``ctx.loss`` (a dict by optimizer name, or a tensor). A short last batch counts as
-    much as a full one, so it can differ from a sample-weighted metric such as MSE. With several
-    optimizers ``compute`` returns ``{optimizer name: mean}``. Across the processes of a
-    distributed run the batch-loss sums and batch counts are added up, so the value is the mean
-    over every rank's batches. ``compute`` raises a ``ValueError`` when batches were seen but
-    none set ``ctx.loss`` (a custom ``step()`` must), and returns ``nan`` before any batch.
+    Reads ``ctx.loss`` (a dict by optimizer name, or a tensor), which must be a new tensor each
+    batch: a custom step that reuses one buffer stores a copy (``ctx.loss = buffer.clone()``).
+    A short last batch counts as much as a full one. With several optimizers ``compute``
+    returns ``{optimizer name: mean}``; in a distributed run the mean is over every rank's
+    batches. ``compute`` returns ``nan`` before any batch and raises a ``ValueError`` when
+    batches were seen but none set ``ctx.loss`` (a custom ``step()`` must).
 
-    Per batch, ``update`` only keeps a reference to the (detached) batch loss; every
-    `FOLD_EVERY` batches the kept losses are summed in float64 with one stacked operation, so
-    the mean stays exact over long epochs without a tensor operation (or a CUDA kernel launch)
-    per step. So ``ctx.loss`` must hold a new tensor each batch (the default step's is): a
-    custom step that writes each batch's loss into one reused tensor in place must store a
-    copy (``ctx.loss = buffer.clone()``).
+    How it works: docs/metrics.md.
     """
 
     abbrev = "Loss"
