@@ -169,3 +169,15 @@ def test_the_checker_sees_function_level_and_relative_imports(tmp_path: Path) ->
     assert "luz.run" in GRAPH["luz.module"]  # the import inside LuzModule.fit
     assert "luz.records" in GRAPH["luz.context"]  # `from luz import records as _records`
     assert "luz.accelerator" not in GRAPH["luz.context"]  # only under TYPE_CHECKING
+
+
+def test_built_in_callbacks_never_import_the_loop_or_the_entry_points() -> None:
+    # Callbacks react to breakpoints; they never drive the loop themselves.
+    wrong = [
+        f"{name} imports {target}"
+        for name in GRAPH
+        if name.startswith("luz.callbacks.")
+        for target in sorted(GRAPH[name])
+        if target in ("luz.loop", "luz.run", "luz.lr_finder")
+    ]
+    assert not wrong, "\n".join(wrong)
