@@ -11,6 +11,7 @@ import weakref
 from pathlib import Path
 from typing import Any, ClassVar
 
+from luz._persist.atomic import remove_stale_temporaries
 from luz._persist.checkpoint import (
     all_finite,
     checkpoint_of_parts,
@@ -42,7 +43,8 @@ class ModelCheckpoint(MonitorCallback):
     file is overwritten. Parent directories are created; each write is atomic. The monitored
     value is read every epoch (so a wrong name fails at epoch 1 even when saving every epoch).
     A model with NaN or infinite weights is not written (a warning says so). In a distributed
-    fit every rank builds the checkpoint and rank 0 writes it.
+    fit every rank builds the checkpoint and rank 0 writes it. Temporaries that killed writes
+    left in the checkpoint directory are removed when the callback is made.
 
     Args:
         path: file template or directory (trailing ``/``).
@@ -70,6 +72,9 @@ class ModelCheckpoint(MonitorCallback):
         if not isinstance(text, str) or not text:
             raise ValueError(f"`path` must be a non-empty path or template, got {path!r}.")
         self.path = text + DIRECTORY_TEMPLATE if _is_directory(text) else text
+        directory = os.path.dirname(self.path)
+        if "{" not in directory:  # a templated directory has no one place to clean
+            remove_stale_temporaries(os.path.join(directory, "x"), any_name=True)
         self.save_best_only = check_flag(save_best_only, "save_best_only")
         self.best: float | None = None
         self.last_path: Path | None = None
@@ -178,6 +183,7 @@ class KeepBestModel(ModelCheckpoint):
                 restore_records=False,
                 restore_callbacks_state=False,
                 restore_rng=False,
+                name=str(file),
             )
             self._restore_other_callbacks(state.get("callbacks", []))
             file.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
+from luz._persist.atomic import remove_stale_temporaries
 from luz._persist.checkpoint import (
     all_finite,
     checkpoint_state,
@@ -124,7 +125,10 @@ class AutoResume(Callback):
     when callbacks after it also implement ``on_epoch_end``, the state is written once more
     after them, so a crash in a later epoch resumes from the complete state.
 
-    At ``on_fit_begin``, if ``path`` exists, the saved state is loaded (so the skipped epochs
+    At ``on_fit_begin``, if ``path`` exists, it is verified (its checksum, its structure, and
+    each part against this model, optimizers and data loaders; see ``docs/checkpoints.md``): a
+    damaged or inconsistent file is a ``ValueError`` naming it and the part, raised before any
+    step, and the file is kept (no silent fresh start). Then the saved state is loaded (so the skipped epochs
     already see the restored model, optimizers and schedulers, as in luz) and epochs up to the
     saved one are skipped (`luz.SkipEpoch` from ``on_epoch_begin``, before any data is drawn).
     At the last skipped epoch the state is put back once more, so nothing other callbacks did
@@ -132,8 +136,10 @@ class AutoResume(Callback):
 
     The file is deleted when the fit ends normally or early-stops, and kept when it fails with
     an error, is interrupted (Ctrl-C or SIGTERM) or was stopped by `TerminateOnNaN` (so a
-    re-run resumes). A model with NaN or infinite weights is never written (a warning says
-    so): the file keeps the last good state, and is kept at the end.
+    re-run resumes). Temporaries that killed writes of ``path`` left are removed when the
+    callback is made and at fit begin (`luz._persist.atomic.remove_stale_temporaries`). A
+    model with NaN or infinite weights is never written (a warning says so): the file keeps
+    the last good state, and is kept at the end.
 
     On CPU with a fixed thread count, a run resumed after a crash outside ``on_epoch_end`` has
     weights, optimizer and scheduler states, records and losses bitwise identical to an
@@ -153,6 +159,7 @@ class AutoResume(Callback):
     def __init__(self, path: str | os.PathLike[str] = "./state.pt") -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.path)
         self._pending: dict[str, Any] | None = None
         self._resume_epoch = 0
         self._interrupted = False
@@ -166,15 +173,19 @@ class AutoResume(Callback):
         self._nonfinite = False
         if _has_later_hook(ctx, self, "on_epoch_end"):
             ctx.after_epoch_end(self._write)
+        if is_writer(ctx.accelerator):
+            remove_stale_temporaries(self.path)
         if not self.path.exists():
             return
+        # Verified (checksum, structure, and every part against this fit) before anything is
+        # restored: a damaged file is an error naming it and its part, never a fresh start.
         state = read_checkpoint(self.path)
         self._resume_epoch = min(int(state["epoch"]), ctx.max_epochs)
         if ctx.verbose:
             print(f"Resuming training from {str(self.path)!r} after epoch {state['epoch']}.", file=sys.stderr)
         # A copy: records logged by index while epochs are skipped must not reach the saved
         # state, which is put back untouched at the last skipped epoch.
-        load_checkpoint_into_context(ctx, copy.deepcopy(state))
+        load_checkpoint_into_context(ctx, copy.deepcopy(state), name=str(self.path))
         self._pending = state
 
     def on_epoch_begin(self) -> None:
@@ -185,7 +196,7 @@ class AutoResume(Callback):
             # The last skipped epoch: put everything back again, so the next epoch starts from
             # exactly the state (RNG included) the crashed run had after this one.
             state, self._pending = self._pending, None
-            load_checkpoint_into_context(ctx, state)
+            load_checkpoint_into_context(ctx, state, name=str(self.path))
         raise SkipEpoch
 
     def on_epoch_end(self) -> None:
