@@ -283,7 +283,8 @@ def load_checkpoint_into_context(
         optimizers=restore_optimizer_state,
         records=restore_records,
         callbacks=restore_callbacks_state,
-        rng=rng,
+        rng=restore_rng,
+        rng_state=rng,
     )
     if restore_callbacks_state:
         _check_callbacks(ctx, state["callbacks"], file)

@@ -49,12 +49,14 @@ _ELEMENTWISE = frozenset(
 """Optimizer state entries of torch.optim that have their parameter's shape."""
 
 
-def damaged(file: str, part: str, what: str) -> ValueError:
-    """The error for a checkpoint ``file`` whose ``part`` is ``what`` (damaged or not this run's)."""
+def damaged(file: str, part: str, what: str, *, checked: bool = True) -> ValueError:
+    """The error for a checkpoint ``file`` whose ``part`` is ``what`` (damaged or not this run's);
+    ``checked``: found before anything was restored."""
     return ValueError(
         f"Cannot restore from checkpoint {file}: part {part!r} {what}. The file is damaged, was "
-        "edited, or belongs to another model or setup; nothing was restored. Resume from another "
-        "checkpoint, or delete this one to start over."
+        "edited, or belongs to another model or setup"
+        + ("; nothing was restored" if checked else "")
+        + ". Resume from another checkpoint, or delete this one to start over."
     )
 
 
@@ -68,7 +70,8 @@ def restoring(file: str, part: str) -> Iterator[None]:
     except Exception as error:
         if isinstance(error, ValueError) and file in str(error):
             raise
-        raise damaged(file, part, f"could not be restored ({type(error).__name__}: {error})") from error
+        what = f"could not be restored ({type(error).__name__}: {error})"
+        raise damaged(file, part, what, checked=False) from error
 
 
 def check_structure(state: dict[str, Any], file: str) -> None:
@@ -164,16 +167,17 @@ def check_against_fit(
     optimizers: bool,
     records: bool,
     callbacks: bool,
-    rng: dict[str, Any] | None,
+    rng: bool,
+    rng_state: Any = None,
 ) -> None:
-    """Check each part that is about to be restored against the running fit (``rng``: the
-    random state that will be put back, or ``None`` when none is)."""
+    """Check each part that is about to be restored against the running fit (``rng_state``:
+    the random state that will be put back, this rank's in a distributed fit)."""
     needed = [
         ("model", model),
         ("optimizers", optimizers),
         ("records", records),
         ("callbacks", callbacks),
-        ("rng", rng is not None),
+        ("rng", rng),
     ]
     for part, wanted in needed:
         if wanted and part not in state:
@@ -183,8 +187,8 @@ def check_against_fit(
         _check_grads(ctx, state.get("grads", {}), file)
     if optimizers:
         _check_optimizers(ctx, state["optimizers"], file)
-    if rng is not None:
-        check_rng(rng, file, _loaders(ctx))
+    if rng:
+        check_rng(rng_state, file, _loaders(ctx))
 
 
 def _loaders(ctx: Context) -> dict[str, Any]:
