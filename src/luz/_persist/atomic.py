@@ -7,7 +7,8 @@ new one under the final name, never a partial file, and no temporary file behind
 A write killed mid-way (SIGKILL, power loss) does leave its temporary,
 ``.<name>.luz-<pid>@<host>.<random>.tmp``: `remove_stale_temporaries` deletes those at the next
 start. A temporary is stale when its writer is gone: on the same host, when the pid in its name
-is not a running process (or is this process, which is not writing it at start); from another
+is not a running process (or is this process and not one of its writes in progress, so a
+pid reused after a container restart does not protect a dead writer's file); from another
 host (a shared file system), or where processes cannot be probed, when it has not been modified
 for `STALE_AFTER_S` seconds (a live writer keeps modifying its file until the rename).
 """
@@ -27,6 +28,9 @@ from typing import IO, Any
 
 STALE_AFTER_S = 600.0
 """How long a temporary from another host must be untouched before it counts as stale."""
+
+_WRITING: set[str] = set()
+"""The temporaries this process is writing now (any thread)."""
 
 _TAG = re.compile(r"\.luz-(\d+)@([A-Za-z0-9-]*)\.[^.]+\.tmp$")
 
@@ -66,7 +70,7 @@ def is_stale_temporary(temp: Path, now: float | None = None) -> bool:
     pid, host = int(match.group(1)), match.group(2)
     if host == _host():
         if pid == os.getpid():
-            return True
+            return temp.name not in _WRITING
         alive = _pid_alive(pid)
         if alive is not None:
             return not alive
@@ -119,6 +123,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", **kwargs: Any) -
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
     tmp = Path(tmp_name)
+    _WRITING.add(tmp.name)
     try:
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
@@ -129,6 +134,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", **kwargs: Any) -
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+    finally:
+        _WRITING.discard(tmp.name)
     _fsync_dir(target.parent)
 
 
