@@ -108,7 +108,8 @@ def _read_safetensors(
             f"Cannot read {str(path)!r}: it is not a safetensors file written by pyluz (it may be "
             f"corrupt, or a pickle file, which pyluz never loads). Details: {error}"
         ) from error
-    digest = metadata.pop(DIGEST_KEY, None)
+    # Only pyluz's own files are verified: another tool's metadata may use the same key.
+    digest = metadata.pop(DIGEST_KEY, None) if str(metadata.get("format", "")).startswith("pyluz-") else None
     if digest is not None and digest != _digest(tensors, metadata):
         raise ValueError(
             f"{str(path)!r} is damaged: its tensors or metadata do not match the checksum saved "

@@ -312,3 +312,15 @@ def test_load_checkpoint_that_does_not_fit_leaves_the_model_unchanged(tmp_path: 
         luz.load_checkpoint(fitted, tmp_path / "ckpt.pt")
     for key, value in fitted.model.state_dict().items():
         assert torch.equal(value, before[key])
+
+
+def test_a_version_1_checkpoint_from_before_checksums_still_resumes(tmp_path: Path) -> None:
+    reference = _fit([AutoResume(tmp_path / "reference.pt"), FailAt(99)])
+    path = tmp_path / "state.pt"
+    _crashed_run(path)
+    state = read_checkpoint(path)  # the checksum entry is dropped when read
+    torch.save({**state, "version": 1}, path)
+    resumed = _fit([AutoResume(path), FailAt(99)])
+    assert resumed.get_metrics().equals(reference.get_metrics())
+    torch.save({**state, "version": 3}, path)
+    _resume_fails(path, "format version 3")
