@@ -36,7 +36,14 @@ LAYERS: dict[int, set[str]] = {
     # L4 · devices
     4: {"accelerator"},
     # L5 · run state on disk
-    5: {"_persist.atomic", "_persist.plain", "_persist.rng", "_persist.checkpoint"},
+    5: {
+        "_persist.atomic",
+        "_persist.plain",
+        "_persist.digest",
+        "_persist.rng",
+        "_persist.verify",
+        "_persist.checkpoint",
+    },
     # L6 · the loop
     6: {"step", "loop"},
     # L7 · built-in callbacks and output

@@ -31,7 +31,9 @@ from luz._persist.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from luz._persist.digest import content_digest
 from luz._persist.plain import from_json, to_json
+from luz._persist.verify import check_model_state
 from luz.accelerator import is_writer
 from luz.module import LuzModule
 from luz.results import Fitted
@@ -39,6 +41,9 @@ from luz.results import Fitted
 MODEL_FORMAT = "pyluz-model"
 WEIGHTS_FORMAT = "pyluz-weights"
 MODEL_VERSION = 1
+DIGEST_KEY = "sha256"
+"""The safetensors metadata entry holding the checksum of the tensors and the other metadata
+(files without it, from older pyluz or other tools, are read unverified)."""
 
 __all__ = [
     "load",
@@ -75,8 +80,14 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
     to keep ``import luz`` light)."""
     from safetensors.torch import save
 
-    data: bytes = save(tensors, metadata=metadata)
+    data: bytes = save(tensors, metadata={**metadata, DIGEST_KEY: _digest(tensors, metadata)})
     return data
+
+
+def _digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    # Tensors in name order: safetensors stores them sorted, so the order read back differs.
+    content = {k: v for k, v in metadata.items() if k != DIGEST_KEY}
+    return content_digest([sorted(content.items()), sorted(tensors.items())])
 
 
 def _read_safetensors(
@@ -84,6 +95,8 @@ def _read_safetensors(
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     from safetensors import safe_open
 
+    if Path(path).is_dir():
+        raise ValueError(f"{str(path)!r} is a directory: pass the file that luz.save() wrote.")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
@@ -95,6 +108,13 @@ def _read_safetensors(
             f"Cannot read {str(path)!r}: it is not a safetensors file written by pyluz (it may be "
             f"corrupt, or a pickle file, which pyluz never loads). Details: {error}"
         ) from error
+    # Only pyluz's own files are verified: another tool's metadata may use the same key.
+    digest = metadata.pop(DIGEST_KEY, None) if str(metadata.get("format", "")).startswith("pyluz-") else None
+    if digest is not None and digest != _digest(tensors, metadata):
+        raise ValueError(
+            f"{str(path)!r} is damaged: its tensors or metadata do not match the checksum saved "
+            "with them (a flipped bit on disk, a bad copy or an edit). Nothing was loaded."
+        )
     if metadata_optional:
         return tensors, metadata
     if metadata.get("format") != expected:
@@ -186,9 +206,7 @@ def load(path: str | os.PathLike[str], module: type[nn.Module] | LuzModule | Non
         >>> fitted = luz.load("model.safetensors", module=Net)  # doctest: +SKIP
     """
     tensors, metadata = _read_safetensors(path, MODEL_FORMAT)
-    meta = json.loads(metadata.get("pyluz", "{}"))
-    if meta.get("version") != MODEL_VERSION:
-        raise ValueError(f"{str(path)!r} has pyluz model format version {meta.get('version')!r}; expected 1.")
+    meta = _model_metadata(metadata, path)
     hparams = from_json(meta["hparams"])
     opt_hparams = from_json(meta["opt_hparams"])
     luz_module: LuzModule | None = None
@@ -211,6 +229,7 @@ def load(path: str | os.PathLike[str], module: type[nn.Module] | LuzModule | Non
             "`module` must be an nn.Module subclass or a LuzModule, "
             f"got {module!r} ({type(module).__name__})."
         )
+    check_model_state(model, tensors, repr(str(path)), "the weights")
     model.load_state_dict(tensors)
     return Fitted(
         model,
@@ -220,6 +239,48 @@ def load(path: str | os.PathLike[str], module: type[nn.Module] | LuzModule | Non
         module=luz_module,
         optimizer_names=list(meta["optimizer_names"]),
     )
+
+
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "class": str,
+    "built_with": str,
+    "hparams": dict,
+    "opt_hparams": dict,
+    "records": dict,
+    "optimizer_names": list,
+}
+"""The fields of a model file's JSON metadata and their JSON types."""
+
+
+def _model_metadata(metadata: dict[str, str], path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The model file's JSON metadata, checked: an object of the expected version and fields."""
+    file = repr(str(path))
+    try:
+        meta = json.loads(metadata.get("pyluz", ""))
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{file} has metadata that is not valid JSON ({error}): the file is damaged."
+        ) from None
+    if not isinstance(meta, dict):
+        raise ValueError(
+            f"{file} has metadata that is a JSON {type(meta).__name__}, not an object: the file is damaged."
+        )
+    if meta.get("version") != MODEL_VERSION:
+        raise ValueError(f"{file} has pyluz model format version {meta.get('version')!r}; expected 1.")
+    for field, kind in _FIELDS.items():
+        if field not in meta:
+            raise ValueError(f"{file} has no {field!r} field in its metadata: the file is damaged.")
+        if not isinstance(meta[field], kind):
+            raise ValueError(
+                f"{file} has a metadata field {field!r} that is a {type(meta[field]).__name__}, not a "
+                f"{kind.__name__ if isinstance(kind, type) else kind}: the file is damaged."
+            )
+    if ":" not in meta["class"] or not all(isinstance(n, str) for n in meta["optimizer_names"]):
+        raise ValueError(
+            f"{file} has a malformed 'class' ({meta['class']!r}, expected 'module:qualname') or "
+            "'optimizer_names' (expected a list of strings) in its metadata: the file is damaged."
+        )
+    return meta
 
 
 def _find_class(path_text: str, path: str | os.PathLike[str]) -> type[nn.Module]:
@@ -283,10 +344,14 @@ def load_model_weights(fitted: Fitted, path: str | os.PathLike[str]) -> None:
         >>> luz.load_model_weights(fitted, "weights.safetensors")  # doctest: +SKIP
     """
     fitted = _check_fitted(fitted, "load_model_weights")
-    fitted.model.load_state_dict(_read_state_dict(Path(path)))
+    tensors = _read_state_dict(Path(path))
+    check_model_state(fitted.model, tensors, repr(str(path)), "weights")
+    fitted.model.load_state_dict(tensors)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a directory: pass the weights file itself.")
     with open(path, "rb") as handle:
         magic = handle.read(2)
     if magic != b"PK":  # not a torch.save zip archive: safetensors
@@ -323,4 +388,8 @@ def load_checkpoint(fitted: Fitted, path: str | os.PathLike[str]) -> None:
         >>> luz.load_checkpoint(fitted, "checkpoints/epoch-03-valid_loss-0.123.pt")  # doctest: +SKIP
     """
     fitted = _check_fitted(fitted, "load_checkpoint")
-    fitted.model.load_state_dict(read_checkpoint(Path(path))["model"])
+    state = read_checkpoint(Path(path))
+    if "model" not in state:
+        raise ValueError(f"Cannot load checkpoint {str(path)!r}: it has no 'model' part.")
+    check_model_state(fitted.model, state["model"], repr(str(path)), "model")
+    fitted.model.load_state_dict(state["model"])

@@ -2,13 +2,14 @@
 
 A checkpoint is one ``torch.save`` file holding only plain containers (dicts, lists, tuples) of
 tensors, numbers and strings, so it is read with ``torch.load(weights_only=True)`` and never
-runs code. It is written atomically (`luz._persist.atomic`).
+runs code. It is written atomically (`luz._persist.atomic`), carries a checksum of its content
+(`luz._persist.digest`) and is verified when read (`luz._persist.verify`): a damaged file is a
+``ValueError`` naming the file and the part, never a silent resume.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,15 +19,20 @@ import torch
 from luz._dist.collectives import gather_objects
 from luz._dist.sharding import distributed_sampler
 from luz._persist.atomic import atomic_write_with
+from luz._persist.digest import ALGORITHM, content_digest
 from luz._persist.plain import plain
 from luz._persist.rng import get_rng_state, set_rng_state
+from luz._persist.verify import check_against_fit, check_structure, restoring
 from luz.accelerator import is_writer, unwrap_loader
 
 if TYPE_CHECKING:
     from luz.context import Context
 
 FORMAT = "pyluz-checkpoint"
-VERSION = 1
+VERSION = 2
+"""Version 2 added the ``"checksum"`` entry; version 1 files (no checksum) are still read."""
+VERSIONS = (1, 2)
+CHECKSUM = "checksum"
 
 
 def stateful_callbacks(ctx: Context) -> list[tuple[int, Any]]:
@@ -101,14 +107,20 @@ def _distributed_state(ctx: Context) -> dict[str, Any]:
     }
 
 
-def _restore_rng(ctx: Context, state: dict[str, Any]) -> None:
+def _rng_to_restore(ctx: Context, state: dict[str, Any]) -> Any:
     # Each rank takes back its own streams when the world size is unchanged; otherwise (or in
     # one process) rank 0's.
     saved = state.get("distributed")
-    rng = state["rng"]
+    rng = state.get("rng")
+    accelerator = ctx.accelerator
+    if saved is not None and ctx.distributed and accelerator is not None:
+        rng = saved["rng"][accelerator.rank] if saved["world_size"] == accelerator.world_size else rng
+    return rng
+
+
+def _restore_rng(ctx: Context, state: dict[str, Any], rng: Any) -> None:
+    saved = state.get("distributed")
     if saved is not None and ctx.distributed and ctx.accelerator is not None:
-        if saved["world_size"] == ctx.accelerator.world_size:
-            rng = saved["rng"][ctx.accelerator.rank]
         sampler = distributed_sampler(unwrap_loader(ctx.train_data))
         if sampler is not None and saved["sampler_seed"] is not None:
             sampler.seed = int(saved["sampler_seed"])
@@ -133,8 +145,20 @@ def _loaders(ctx: Context) -> dict[str, Any]:
     return {role: loader for role, loader in loaders.items() if loader is not None}
 
 
+def signed(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with the checksum of its content (every entry but the checksum) added."""
+    content = {k: v for k, v in state.items() if k != CHECKSUM}
+    return {
+        **content,
+        "version": VERSION,
+        CHECKSUM: {"algorithm": ALGORITHM, "digest": content_digest(content)},
+    }
+
+
 def write_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write a checkpoint dict atomically (temp file in the same directory, fsync, rename)."""
+    """Write a checkpoint dict atomically (temp file in the same directory, fsync, rename),
+    with the checksum of its content."""
+    state = signed(state)
     atomic_write_with(path, lambda handle: torch.save(state, handle))
 
 
@@ -151,12 +175,18 @@ def save_checkpoint(ctx: Context, path: str | os.PathLike[str]) -> None:
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint with ``torch.load(weights_only=True)`` onto the CPU.
 
+    The content is checked against the file's checksum and its structure is checked
+    (`luz._persist.verify.check_structure`); the checksum entry is dropped from the result.
+
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is corrupt, is not a pyluz checkpoint, or would need pickle to
-            load (its payload is never run; there is no fallback to full unpickling).
+        ValueError: the file is corrupt, is a directory, is not a pyluz checkpoint, does not
+            match its checksum, has a malformed part, or would need pickle to load (its payload
+            is never run; there is no fallback to full unpickling). The message names the file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a directory, not a checkpoint file: pass the file itself.")
     try:
         with warnings.catch_warnings():
             # A raw (non-zip) pickle makes torch warn about its protocol before refusing it.
@@ -164,7 +194,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
+    except Exception as error:  # the unpickler raises anything (IndexError for a CSV file)
         raise ValueError(
             f"Refusing to load {str(path)!r}: it is not a safely loadable checkpoint. Either it is "
             "corrupt or truncated, or it holds Python objects that only pickle could rebuild "
@@ -176,7 +206,40 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{str(path)!r} is not a pyluz checkpoint (no format marker {FORMAT!r}); for a model "
             "saved with luz.save() use luz.load()."
         )
+    file = repr(str(path))
+    verify_checksum(state, file)
+    check_structure(state, file)
     return state
+
+
+def verify_checksum(state: dict[str, Any], file: str) -> None:
+    """Check ``state`` against its checksum entry and drop that entry (in place).
+
+    Raises:
+        ValueError: the version is unknown, the checksum is missing (version 2) or the content
+            does not match it.
+    """
+    version = state.get("version")
+    if version not in VERSIONS:
+        raise ValueError(
+            f"{file} has pyluz checkpoint format version {version!r}; this pyluz reads versions "
+            f"{list(VERSIONS)}. The file is damaged or was written by a newer pyluz."
+        )
+    saved = state.pop(CHECKSUM, None)
+    if version == 1 and saved is None:
+        return  # written before checksums existed
+    digest = saved.get("digest") if isinstance(saved, dict) else None
+    if not isinstance(digest, str) or (isinstance(saved, dict) and saved.get("algorithm") != ALGORITHM):
+        raise ValueError(
+            f"Checkpoint {file} has no valid {ALGORITHM} checksum of its content: it was damaged or "
+            "not written by pyluz's checkpoint writer. Nothing was restored."
+        )
+    if content_digest(state) != digest:
+        raise ValueError(
+            f"Checkpoint {file} is damaged: its content does not match its {ALGORITHM} checksum "
+            "(a flipped bit on disk, a bad copy or an edit). Nothing was restored; resume from "
+            "another checkpoint, or delete this one to start over."
+        )
 
 
 def all_finite(state_dict: dict[str, Any]) -> bool:
@@ -197,33 +260,54 @@ def load_checkpoint_into_context(
     restore_records: bool = True,
     restore_callbacks_state: bool = True,
     restore_rng: bool = True,
+    name: str | None = None,
 ) -> dict[str, Any]:
     """Put a checkpoint (a path or an already-read dict) back into a running fit.
 
-    Optimizers are matched by name and callbacks with state by class name in order; any
-    mismatch is a ``ValueError`` naming both lists. Returns the checkpoint dict.
+    Every part to restore is checked first (present, well-formed, and fitting this model, its
+    optimizers and data loaders), so a bad checkpoint is a ``ValueError`` naming the file
+    (``name`` for a dict source) and the part, and nothing is restored. Optimizers are matched
+    by name and callbacks with state by class name in order; any mismatch is a ``ValueError``
+    naming both lists. Returns the checkpoint dict.
     """
-    state = source if isinstance(source, dict) else read_checkpoint(source)
-    if restore_model_state:
-        ctx.model.load_state_dict(state["model"])
-        _restore_grads(ctx, state.get("grads", {}))
-    if restore_optimizer_state:
-        _restore_optimizers(ctx, state["optimizers"])
+    if isinstance(source, dict):
+        state, file = source, repr(name) if name is not None else "(a checkpoint dict)"
+    else:
+        state, file = read_checkpoint(source), repr(str(source))
+    rng = _rng_to_restore(ctx, state) if restore_rng else None
+    check_against_fit(
+        ctx,
+        state,
+        file,
+        model=restore_model_state,
+        optimizers=restore_optimizer_state,
+        records=restore_records,
+        callbacks=restore_callbacks_state,
+        rng=restore_rng,
+        rng_state=rng,
+    )
     if restore_callbacks_state:
-        _restore_callbacks(ctx, state["callbacks"])
+        _check_callbacks(ctx, state["callbacks"], file)
+    if restore_model_state:
+        with restoring(file, "model"):
+            ctx.model.load_state_dict(state["model"])
+            _restore_grads(ctx, state.get("grads", {}))
+    if restore_optimizer_state:
+        with restoring(file, "optimizers"):
+            _restore_optimizers(ctx, state["optimizers"])
+    if restore_callbacks_state:
+        with restoring(file, "callbacks"):
+            _restore_callbacks(ctx, state["callbacks"])
     if restore_records:
-        ctx.unsafe_set_records(state["records"])
+        with restoring(file, "records"):
+            ctx.unsafe_set_records(state["records"])
     if restore_rng:
-        _restore_rng(ctx, state)
+        with restoring(file, "rng"):
+            _restore_rng(ctx, state, rng)
     return state
 
 
 def _restore_optimizers(ctx: Context, saved: dict[str, Any]) -> None:
-    if list(saved) != list(ctx.optimizers):
-        raise ValueError(
-            f"Cannot restore optimizer states: the checkpoint has optimizers {list(saved)} but "
-            f"this model has {list(ctx.optimizers)}."
-        )
     for name, opt in ctx.optimizers.items():
         opt.load_state_dict(saved[name])
 
@@ -237,22 +321,29 @@ def match_callbacks(ctx: Context, saved: list[dict[str, Any]]) -> list[tuple[dic
     return [(entry, cb) for entry, (_, cb) in zip(saved, current, strict=True)]
 
 
-def _restore_callbacks(ctx: Context, saved: list[dict[str, Any]]) -> None:
+def _check_callbacks(
+    ctx: Context, saved: list[dict[str, Any]], file: str
+) -> list[tuple[dict[str, Any], Any]]:
     pairs = match_callbacks(ctx, saved)
     if pairs is None:
         saved_names = [f"{entry['class']}@{entry['position']}" for entry in saved]
         current_names = [f"{type(cb).__qualname__}@{i}" for i, cb in stateful_callbacks(ctx)]
         raise ValueError(
-            "Cannot restore callback states: the checkpoint has stateful callbacks "
+            f"Cannot restore callback states from {file}: the checkpoint has stateful callbacks "
             f"{saved_names} (class@position) but this run has {current_names}. Resume with the "
             "same callbacks, or pass restore_callbacks_state=False."
         )
     for entry, cb in pairs:
-        load = getattr(cb, "load_state_dict", None)
-        if entry["state"] is not None and not callable(load):
+        if entry["state"] is not None and not callable(getattr(cb, "load_state_dict", None)):
             raise ValueError(
                 f"Cannot restore the state of callback {type(cb).__qualname__}: it has a "
                 "state_dict() but no load_state_dict() method."
             )
+    return pairs
+
+
+def _restore_callbacks(ctx: Context, saved: list[dict[str, Any]]) -> None:
+    for entry, cb in match_callbacks(ctx, saved) or []:
+        load = getattr(cb, "load_state_dict", None)
         if entry["state"] is not None and load is not None:
             load(entry["state"])

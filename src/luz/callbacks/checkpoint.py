@@ -11,6 +11,7 @@ import weakref
 from pathlib import Path
 from typing import Any, ClassVar
 
+from luz._persist.atomic import remove_stale_temporaries
 from luz._persist.checkpoint import (
     all_finite,
     checkpoint_of_parts,
@@ -36,7 +37,8 @@ class ModelCheckpoint(MonitorCallback):
     """Saves a full checkpoint (model, optimizers, records, callback and RNG states) at each
     epoch end, or only when ``monitor`` improves.
 
-    A model with NaN or infinite weights is not written (a warning says so).
+    A model with NaN or infinite weights is not written (a warning says so). Temporaries that
+    killed writes left in the checkpoint directory are removed when the callback is made.
 
     How it works (file names, when it writes, distributed fits): docs/checkpoints.md.
 
@@ -68,6 +70,9 @@ class ModelCheckpoint(MonitorCallback):
         if not isinstance(text, str) or not text:
             raise ValueError(f"`path` must be a non-empty path or template, got {path!r}.")
         self.path = text + DIRECTORY_TEMPLATE if _is_directory(text) else text
+        directory = os.path.dirname(self.path)
+        if "{" not in directory:  # a templated directory has no one place to clean
+            remove_stale_temporaries(os.path.join(directory, "x"), any_name=True)
         self.save_best_only = check_flag(save_best_only, "save_best_only")
         self.best: float | None = None
         self.last_path: Path | None = None
@@ -175,6 +180,7 @@ class KeepBestModel(ModelCheckpoint):
                 restore_records=False,
                 restore_callbacks_state=False,
                 restore_rng=False,
+                name=str(file),
             )
             self._restore_other_callbacks(state.get("callbacks", []))
             file.unlink(missing_ok=True)

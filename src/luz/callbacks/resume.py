@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
+from luz._persist.atomic import remove_stale_temporaries
 from luz._persist.checkpoint import (
     all_finite,
     checkpoint_state,
@@ -125,6 +126,10 @@ class AutoResume(Callback):
     never written. On CPU with a fixed thread count, a run resumed after a crash outside
     ``on_epoch_end`` is bitwise identical to an uninterrupted run with the same callbacks.
 
+    At ``on_fit_begin`` an existing ``path`` is verified (checksum, structure, each part
+    against this run): a damaged or inconsistent file is a ``ValueError`` naming it and the
+    part, raised before any step, and the file is kept (no silent fresh start).
+
     How it works (when it writes and loads, and the limits): docs/checkpoints.md.
 
     Args:
@@ -141,6 +146,7 @@ class AutoResume(Callback):
     def __init__(self, path: str | os.PathLike[str] = "./state.pt") -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.path)
         self._pending: dict[str, Any] | None = None
         self._resume_epoch = 0
         self._interrupted = False
@@ -154,15 +160,19 @@ class AutoResume(Callback):
         self._nonfinite = False
         if _has_later_hook(ctx, self, "on_epoch_end"):
             ctx.after_epoch_end(self._write)
+        if is_writer(ctx.accelerator):
+            remove_stale_temporaries(self.path)
         if not self.path.exists():
             return
+        # Verified (checksum, structure, and every part against this fit) before anything is
+        # restored: a damaged file is an error naming it and its part, never a fresh start.
         state = read_checkpoint(self.path)
         self._resume_epoch = min(int(state["epoch"]), ctx.max_epochs)
         if ctx.verbose:
             print(f"Resuming training from {str(self.path)!r} after epoch {state['epoch']}.", file=sys.stderr)
         # A copy: records logged by index while epochs are skipped must not reach the saved
         # state, which is put back untouched at the last skipped epoch.
-        load_checkpoint_into_context(ctx, copy.deepcopy(state))
+        load_checkpoint_into_context(ctx, copy.deepcopy(state), name=str(self.path))
         self._pending = state
 
     def on_epoch_begin(self) -> None:
@@ -173,7 +183,7 @@ class AutoResume(Callback):
             # The last skipped epoch: put everything back again, so the next epoch starts from
             # exactly the state (RNG included) the crashed run had after this one.
             state, self._pending = self._pending, None
-            load_checkpoint_into_context(ctx, state)
+            load_checkpoint_into_context(ctx, state, name=str(self.path))
         raise SkipEpoch
 
     def on_epoch_end(self) -> None:
