@@ -160,11 +160,13 @@ class Interrupt(Callback):
     Ctrl-C raises ``KeyboardInterrupt`` wherever it lands. SIGTERM (what job schedulers send
     before preemption) is handled from ``on_fit_begin`` until the run ends: the handler only
     sets a flag, and the next ``on_train_batch_end`` or ``on_valid_batch_end`` raises
-    ``KeyboardInterrupt`` (a Python bool test per batch, no sync). Either way the loop fires
-    ``on_interrupt`` once (this prints a note when verbose), then ``on_fit_end``, and `fit`
-    returns the model trained so far; `AutoResume` keeps its state file. Further SIGTERMs
-    during that wrap-up are ignored. The previous SIGTERM handler is put back when the run
-    ends, whether it returns or raises. The handler is installed only from the main thread.
+    ``KeyboardInterrupt("SIGTERM")`` (a Python bool test per batch, no sync). Either way the
+    loop fires ``on_interrupt`` once (this prints a note when verbose), then ``on_fit_end``;
+    `AutoResume` keeps its state file. After Ctrl-C `fit` returns the model trained so far;
+    after a SIGTERM it raises `luz.Terminated` (exit status 143) once the wrap-up is done.
+    Further SIGTERMs during that wrap-up are ignored. The previous SIGTERM handler is put back
+    when the run ends, whether it returns or raises. The handler is installed only from the
+    main thread.
     """
 
     def __init__(self) -> None:
@@ -201,8 +203,11 @@ class Interrupt(Callback):
     def on_interrupt(self) -> None:
         ctx = self.context
         if ctx.verbose:
-            cause = " by SIGTERM" if self.terminated else ""
-            print(
-                f"Training interrupted{cause} at epoch {ctx.epoch}; returning the model trained so far.",
-                file=sys.stderr,
-            )
+            if self.terminated:
+                note = "exiting with status 143 (luz.Terminated)"
+                print(f"Training interrupted by SIGTERM at epoch {ctx.epoch}; {note}.", file=sys.stderr)
+            else:
+                print(
+                    f"Training interrupted at epoch {ctx.epoch}; returning the model trained so far.",
+                    file=sys.stderr,
+                )
