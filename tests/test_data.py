@@ -466,3 +466,48 @@ def test_two_input_model_fits_on_nested_tuples() -> None:
     preds = fitted.predict(((xa, xb),))
     assert preds.shape == (100, 1)
     assert torch.allclose(preds, fitted.model(xa, xb).detach())
+
+
+# -- non-finite values in in-memory training data --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "name"), [("x", "input"), ("y", "target")], ids=["nan-in-input", "inf-in-target"]
+)
+def test_non_finite_training_tensors_warn_before_training_naming_the_tensor(where: str, name: str) -> None:
+    x, y = torch.randn(64, 3), torch.randn(64, 1)
+    if where == "x":
+        x[5, 1] = float("nan")
+        x[9, 0] = float("nan")
+    else:
+        y[3, 0] = float("inf")
+    steps: list[int] = []
+    probe = luz.callback(on_train_batch_end=lambda ctx: steps.append(ctx.iter))
+    with pytest.warns(
+        UserWarning, match=rf"training data's {name} tensor \(shape \((64, 3|64, 1)\)\) holds"
+    ) as caught:
+        module = luz.setup(torch.nn.Linear, loss=torch.nn.MSELoss(), optimizer=torch.optim.SGD)
+        guard = luz.callbacks.NaNGuard(enabled=False)
+        module.set_hparams(in_features=3, out_features=1).fit(
+            (x, y), epochs=1, callbacks=[guard, probe], verbose=False
+        )
+    message = next(str(w.message) for w in caught if "training data" in str(w.message))
+    assert ("holds 2 NaN" if where == "x" else "holds 1 NaN") in message
+    assert steps  # a warning, not an error: training ran
+
+
+def test_non_finite_numpy_arrays_and_nested_inputs_are_named() -> None:
+    xa, xb, y = np.random.randn(64, 3), np.random.randn(64, 2), np.random.randn(64, 1)
+    xb[0, 0] = np.inf
+    ds = TensorBatchDataset((torch.as_tensor(xa), torch.as_tensor(xb)), torch.as_tensor(y))
+    with pytest.warns(UserWarning, match=r"training data's input\[1\] tensor \(shape \(64, 2\)\)"):
+        luz.data.warn_non_finite(training_loader(ds, None), "training")
+    with pytest.warns(UserWarning, match="training data's input tensor"):
+        luz.data.warn_non_finite(training_loader((xb, y), None), "training")
+
+
+def test_finite_and_integer_training_data_do_not_warn(recwarn: pytest.WarningsRecorder) -> None:
+    x, labels = torch.randn(64, 3), torch.randint(0, 3, (64,))
+    luz.data.warn_non_finite(training_loader((x, labels), None), "training")
+    luz.data.warn_non_finite(training_loader(Images(), None), "training")  # not in memory: unchecked
+    assert not [w for w in recwarn if "training data" in str(w.message)]

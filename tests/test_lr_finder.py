@@ -120,3 +120,12 @@ def test_plot_has_log_x_axis_and_two_lines(tmp_path: object) -> None:
     import os
 
     assert os.path.getsize(path) > 1000
+
+
+def test_a_sweep_into_divergence_runs_every_step_without_the_nan_guard() -> None:
+    # Rates up to 1e6 blow the loss up to inf/nan after a few epochs: fit's default NaN guard
+    # would stop the sweep there with a warning (an error under this suite's filters).
+    x, y = regression_data(64)
+    result = luz.lr_finder(_module(), (x, y), steps=60, start_lr=1e-3, end_lr=1e6, verbose=False)
+    assert len(result.lr) == len(result.loss) == 60
+    assert not all(math.isfinite(v) for v in result.loss)  # it did diverge

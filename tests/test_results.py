@@ -242,3 +242,67 @@ def test_a_submodule_named_predict_is_not_a_predict_method() -> None:
         (x, y), epochs=1, verbose=False
     )
     assert fitted.predict(x).shape == (64, 1)
+
+
+# -- stop_reason: what ended training ------------------------------------------------------------
+
+
+def _fit_with(*callbacks: Any, epochs: int = 4) -> luz.Fitted:
+    x, y = regression_data(64)
+    return (
+        luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.01)
+        .fit((x, y), epochs=epochs, callbacks=list(callbacks), verbose=False)
+    )
+
+
+def test_stop_reason_is_none_when_every_epoch_ran(fitted: luz.Fitted) -> None:
+    assert fitted.stop_reason is None
+    assert "ended early" not in repr(fitted)
+
+
+def test_stop_reason_names_early_stopping_and_its_monitor() -> None:
+    stop = luz.callbacks.EarlyStopping(monitor="train_loss", patience=0, mode="max")  # a falling loss
+    fitted = _fit_with(stop, epochs=5)
+    assert len(fitted.records["metrics"]["train"]) == 2
+    assert fitted.stop_reason is not None
+    assert fitted.stop_reason.startswith(
+        "EarlyStopping stopped training at epoch 2: train_loss did not improve on "
+    )
+    assert fitted.stop_reason.endswith("(patience 0)")
+    assert f"Training ended early: {fitted.stop_reason}." in repr(fitted)
+
+
+def test_stop_reason_after_ctrl_c_says_interrupted_and_fit_returns() -> None:
+    def ctrl_c(ctx: luz.Context) -> None:
+        if (ctx.epoch, ctx.iter) == (3, 1):
+            raise KeyboardInterrupt
+
+    fitted = _fit_with(luz.callback(on_train_batch_end=ctrl_c))
+    assert len(fitted.records["metrics"]["train"]) == 2
+    assert fitted.stop_reason == "interrupted (KeyboardInterrupt) during epoch 3"
+
+
+class Enough(luz.Callback):
+    def on_epoch_end(self) -> None:
+        if self.ctx.epoch == 2:  # type: ignore[union-attr]
+            raise luz.StopTraining("enough for today")
+
+
+def test_stop_reason_names_the_callback_class_and_its_message() -> None:
+    assert _fit_with(Enough()).stop_reason == "Enough stopped training at epoch 2: enough for today"
+
+
+def test_stop_reason_for_a_bare_stop_from_a_lambda_callback() -> None:
+    def stop(ctx: luz.Context) -> None:
+        if ctx.epoch == 3:
+            raise luz.StopTraining
+
+    fitted = _fit_with(luz.callback(on_epoch_begin=stop))
+    assert fitted.stop_reason == "callback(on_epoch_begin) stopped training at epoch 3"
+    before = _fit_with(luz.callback(on_fit_begin=lambda ctx: _raise(luz.StopTraining())))
+    assert before.stop_reason == "callback(on_fit_begin) stopped training before the first epoch"
+
+
+def _raise(error: BaseException) -> None:
+    raise error

@@ -62,6 +62,15 @@ def fit(*callbacks: Any, epochs: int = 3, verbose: bool = False) -> luz.Fitted:
     )
 
 
+def fit_terminated(*callbacks: Any, verbose: bool = False) -> luz.Fitted:
+    """`fit` after a SIGTERM: it raises `luz.Terminated` (status 143) carrying the fitted model."""
+    with pytest.raises(luz.Terminated) as info:
+        fit(*callbacks, verbose=verbose)
+    assert isinstance(info.value, SystemExit) and info.value.code == 143
+    assert isinstance(info.value.fitted, luz.Fitted)
+    return info.value.fitted
+
+
 def sigterm_at(hook: str, epoch: int, iteration: int) -> luz.Callback:
     def send(ctx: luz.Context) -> None:
         if (ctx.epoch, ctx.iter) == (epoch, iteration):
@@ -72,8 +81,8 @@ def sigterm_at(hook: str, epoch: int, iteration: int) -> luz.Callback:
 
 def test_sigterm_stops_at_the_next_batch_boundary(previous_handler: Any) -> None:
     rec = make_recorder(weight=1)
-    fitted = fit(sigterm_at("on_train_batch_begin", 2, 3), rec)
-    assert isinstance(fitted, luz.Fitted)
+    fitted = fit_terminated(sigterm_at("on_train_batch_begin", 2, 3), rec)
+    assert fitted.stop_reason == "interrupted (SIGTERM) during epoch 2"
     assert rec.calls.count("on_interrupt") == 1
     assert rec.calls[-2:] == ["on_interrupt", "on_fit_end"]
     assert rec.calls.count("on_train_batch_begin") == 6 + 3  # batch 3 of epoch 2 finished, no more
@@ -88,7 +97,7 @@ def test_sigterm_stops_at_the_next_batch_boundary(previous_handler: Any) -> None
 
 def test_sigterm_during_validation(previous_handler: Any) -> None:
     rec = make_recorder(weight=1)
-    fitted = fit(sigterm_at("on_valid_batch_begin", 2, 1), rec)
+    fitted = fit_terminated(sigterm_at("on_valid_batch_begin", 2, 1), rec)
     assert rec.calls[-2:] == ["on_interrupt", "on_fit_end"]
     assert rec.calls.count("on_valid_batch_begin") == 2 + 1
     assert len(fitted.records["metrics"]["valid"]) == 1
@@ -96,8 +105,8 @@ def test_sigterm_during_validation(previous_handler: Any) -> None:
 
 
 def test_sigterm_note_when_verbose(previous_handler: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    fit(sigterm_at("on_train_batch_begin", 1, 2), verbose=True)
-    assert "Training interrupted by SIGTERM at epoch 1" in capsys.readouterr().err
+    fit_terminated(sigterm_at("on_train_batch_begin", 1, 2), verbose=True)
+    assert "Training interrupted by SIGTERM at epoch 1; exiting with status 143" in capsys.readouterr().err
 
 
 def test_a_second_sigterm_during_the_wrap_up_is_ignored(previous_handler: Any) -> None:
@@ -108,7 +117,7 @@ def test_a_second_sigterm_during_the_wrap_up_is_ignored(previous_handler: Any) -
         seen.append("on_interrupt")
 
     wrap_up = luz.callback(on_interrupt=again, on_fit_end=lambda ctx: seen.append("on_fit_end"))
-    fit(sigterm_at("on_train_batch_begin", 1, 2), wrap_up)
+    fit_terminated(sigterm_at("on_train_batch_begin", 1, 2), wrap_up)
     assert seen == ["on_interrupt", "on_fit_end"]
     assert previous_handler.calls == []
 
@@ -216,6 +225,7 @@ def wait_for_sigterm(ctx):
 
 final = {}
 def keep(ctx):
+    print("fit_end", len(ctx.records["metrics"]["train"]), flush=True)
     final["opt"] = ctx.optimizers["opt"].state_dict()
     final["draw"] = (random.random(), float(np.random.rand()), torch.rand(3))
 
@@ -258,8 +268,11 @@ def test_sigterm_preempted_autoresume_run_resumes_identically(tmp_path: Path) ->
     finally:
         if child.poll() is None:
             child.kill()
-    assert child.returncode == 0, stderr.decode()
-    assert stdout.decode().split() == ["epochs", "2"]  # epoch 3 was unfinished
+    # Preempted: on_fit_end ran (epoch 3 unfinished), then fit raised luz.Terminated, so the
+    # process ended with status 143 and the script did not carry on to save a "final" model.
+    assert child.returncode == 143, stderr.decode()
+    assert stdout.decode().split() == ["fit_end", "2"]
+    assert not (tmp_path / "preempted.pt").exists()
     assert read_checkpoint(state)["epoch"] == 2  # the state file is kept for the rerun
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
@@ -267,7 +280,7 @@ def test_sigterm_preempted_autoresume_run_resumes_identically(tmp_path: Path) ->
         [sys.executable, *args("resumed.pt", "run")], env=env, capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stdout.split() == ["epochs", "5"]
+    assert resumed.stdout.split() == ["fit_end", "5", "epochs", "5"]
     assert not state.exists()
 
     # The uninterrupted reference, run in this process (same seeds, one thread, AutoResume too).
@@ -283,3 +296,41 @@ def test_sigterm_preempted_autoresume_run_resumes_identically(tmp_path: Path) ->
     b = torch.load(tmp_path / "reference.pt", weights_only=True)
     assert len(a["metrics"]["train"]) == 5 and len(a["metrics"]["valid"]) == 5
     assert_identical(a, b)
+
+
+def test_terminated_is_a_system_exit_with_status_143_that_pickles() -> None:
+    import pickle
+
+    error = luz.Terminated("interrupted (SIGTERM) during epoch 3")
+    assert isinstance(error, SystemExit) and error.code == 143 and "Terminated" in luz.__all__
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is luz.Terminated and again.code == 143 and str(again) == str(error)
+
+
+_PLAIN = """
+import os, signal, sys, torch, luz
+from torch import nn
+ckpt = sys.argv[1]
+def sigterm(ctx):
+    if (ctx.epoch, ctx.iter) == (2, 2):
+        os.kill(os.getpid(), signal.SIGTERM)
+x, y = torch.randn(64, 10), torch.randn(64, 1)
+module = luz.setup(lambda: nn.Linear(10, 1), loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+module.set_opt_hparams(lr=0.01).fit(
+    (x, y), epochs=5, verbose=False, dataloader_options={"batch_size": 16},
+    callbacks=[luz.callback(on_train_batch_begin=sigterm),
+               luz.callback(on_fit_end=lambda ctx: print("fit_end", ctx.epoch, flush=True)),
+               luz.callbacks.ModelCheckpoint(ckpt, monitor="train_loss")])
+print("carried on")
+"""
+
+
+def test_an_unhandled_sigterm_ends_the_script_with_status_143(tmp_path: Path) -> None:
+    script, ckpt = tmp_path / "plain.py", tmp_path / "ckpt.pt"
+    script.write_text(textwrap.dedent(_PLAIN))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(script), str(ckpt)], env=env, capture_output=True, text=True)
+    assert done.returncode == 143, done.stderr
+    assert done.stdout.split() == ["fit_end", "2"]  # the wrap-up ran; the script did not go on
+    assert read_checkpoint(ckpt)["epoch"] == 1  # the checkpoint of the last finished epoch
+    assert "Traceback" not in done.stderr

@@ -379,7 +379,8 @@ def test_terminate_on_nan_with_a_numpy_check_every_stops_before_the_bad_step() -
     x, y = regression_data(64)
     y[40:] = math.nan  # batch 3 of 4 (batch size 16, no shuffle) has a NaN target
     cb = TerminateOnNaN(check_every=np.int64(1))
-    with pytest.warns(RuntimeWarning, match="batch 3"):
+    nan_data = pytest.warns(UserWarning, match="training data's target tensor")  # warned before training
+    with nan_data, pytest.warns(RuntimeWarning, match="batch 3"):
         fitted = _module().fit(
             (x, y),
             epochs=3,

@@ -21,7 +21,7 @@ from luz.callbacks.mixup import MixupLoss, MixupTarget, mixup
 from luz.context import Context
 from luz.data import as_dataloader
 from luz.errors import CallbackError, MetricError
-from luz.events import BREAKPOINTS, SkipEpoch, StopTraining
+from luz.events import BREAKPOINTS, SkipEpoch, StopTraining, Terminated
 from luz.lr_finder import LRFinderResult, lr_finder
 from luz.metrics.base import Metric
 from luz.metrics.set import MetricSet
@@ -49,6 +49,7 @@ __all__ = [
     "MixupTarget",
     "SkipEpoch",
     "StopTraining",
+    "Terminated",
     "as_dataloader",
     "callback",
     "callbacks",

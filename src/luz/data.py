@@ -370,3 +370,46 @@ def _convert(data: Any, options: dict[str, Any], defaults: dict[str, Any]) -> Da
             "torch.utils.data.DataLoader."
         )
     return loader
+
+
+def warn_non_finite(loader: DataLoader[Any], role: str) -> None:
+    """Warn when the in-memory tensors behind ``loader`` hold NaN or infinite values.
+
+    Only a `TensorBatchDataset` (what tensors and arrays become) is checked: one
+    ``torch.isfinite(t).all()`` per floating tensor, once per call. The warning names the
+    tensor by its place in the batch (``input``, ``target``, ``input[1]``, …) and its shape.
+    """
+    dataset = loader.dataset
+    if not isinstance(dataset, TensorBatchDataset):
+        return
+    names = _leaf_names(dataset.structure)
+    for i, tensor in enumerate(dataset.tensors):
+        if not (tensor.is_floating_point() or tensor.is_complex()):
+            continue  # integers and bools are always finite
+        finite = torch.isfinite(tensor)
+        if bool(finite.all()):
+            continue
+        bad = finite.numel() - int(finite.sum())
+        warnings.warn(
+            f"The {role} data's {names[i]} tensor (shape {tuple(tensor.shape)}) holds {bad} NaN or "
+            "infinite value(s): the loss will not be finite. Clean or impute them before fitting.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _leaf_names(structure: tuple[Structure, ...]) -> dict[int, str]:
+    """Each leaf's place in a batch: ``(x, y)`` gives input and target, ``((xa, xb), y)``
+    gives ``input[0]``, ``input[1]`` and target; elements past the second are ``element 2``…"""
+    names: dict[int, str] = {}
+
+    def walk(node: Structure, name: str) -> None:
+        if isinstance(node, int):
+            names[node] = name
+        else:
+            for j, child in enumerate(node):
+                walk(child, f"{name}[{j}]")
+
+    for position, node in enumerate(structure):
+        walk(node, ("input", "target")[position] if position < 2 else f"element {position}")
+    return names

@@ -6,6 +6,8 @@ The documentation shows this very text and a test replays a real fit against it.
 
 from __future__ import annotations
 
+from typing import Any
+
 BREAKPOINT_TREE = """\
 fit:
   on_fit_begin
@@ -102,8 +104,12 @@ class StopTraining(Exception):  # noqa: N818 - a signal, not an error
     """Raise anywhere during `fit` to end training gracefully.
 
     The loop stops where it is, fires ``on_early_stopping`` and then ``on_fit_end``, and `fit`
-    returns the model trained so far. An epoch it interrupts leaves no records.
+    returns the model trained so far. An epoch it interrupts leaves no records. The message,
+    if any, goes into ``Fitted.stop_reason`` with the name of the callback that raised it.
     """
+
+    raised_by: str | None = None
+    """The name of the callback whose hook raised it (set when it leaves the hook), or ``None``."""
 
 
 class SkipEpoch(Exception):  # noqa: N818 - a signal, not an error
@@ -111,3 +117,42 @@ class SkipEpoch(Exception):  # noqa: N818 - a signal, not an error
 
     The remaining breakpoints of the epoch do not fire and it leaves no records.
     """
+
+
+TERMINATED_STATUS = 143
+"""The exit status of a process ended by SIGTERM (128 + 15), which `Terminated` carries."""
+
+
+class Terminated(SystemExit):
+    """Raised by `fit` after a SIGTERM stopped training: ends the process with status 143.
+
+    The stop itself is the graceful one of Ctrl-C (``on_interrupt``, then ``on_fit_end``, with
+    the checkpoints those write); then, instead of returning, `fit` raises this `SystemExit`,
+    so a script that does not catch it exits with status 143 as if SIGTERM had killed it,
+    and a job scheduler sees a preempted job, not a finished one.
+
+    Attributes:
+        code: ``143``.
+        fitted: the `luz.Fitted` trained so far (``None`` after unpickling).
+        reason: what ended training, as in ``Fitted.stop_reason``.
+
+    Example:
+        >>> import luz
+        >>> try:
+        ...     raise luz.Terminated("interrupted (SIGTERM) during epoch 3")
+        ... except SystemExit as stop:
+        ...     print(stop.code, stop)
+        143 interrupted (SIGTERM) during epoch 3
+    """
+
+    def __init__(self, reason: str = "interrupted (SIGTERM)", fitted: Any = None) -> None:
+        super().__init__(TERMINATED_STATUS)
+        self.reason = reason
+        self.fitted = fitted
+
+    def __str__(self) -> str:
+        return self.reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # SystemExit pickles its args (143): keep the reason instead; the model stays behind.
+        return (type(self), (self.reason,))

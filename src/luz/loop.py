@@ -16,7 +16,10 @@ predict            ``StopTraining``            ``on_predict_end`` with the batch
 =================  ==========================  ===================================================
 
 An epoch that is left before ``on_epoch_end`` (any of these signals) leaves no records: its
-records are rolled back to the `luz.records.snapshot` taken when it began.
+records are rolled back to the `luz.records.snapshot` taken when it began. `fit_loop` returns
+the signal that ended training (``None`` when every epoch ran): `luz.run.fit` turns it into
+``Fitted.stop_reason`` (and, after a SIGTERM, `luz.Terminated`) without the loop knowing who
+raised it.
 """
 
 from __future__ import annotations
@@ -41,11 +44,12 @@ _LEAVE_EPOCH = (SkipEpoch, StopTraining, KeyboardInterrupt)
 """Signals that leave an epoch before its end: its records are rolled back."""
 
 
-def fit_loop(ctx: Context, step: Step, runner: CallbackRunner) -> None:
+def fit_loop(ctx: Context, step: Step, runner: CallbackRunner) -> StopTraining | KeyboardInterrupt | None:
     """Run epochs ``1..ctx.max_epochs``. ``StopTraining`` and Ctrl-C end training gracefully
     (``on_early_stopping`` / ``on_interrupt``, then ``on_fit_end``); other errors propagate
-    without ``on_fit_end``."""
+    without ``on_fit_end``. Returns the signal that ended training early, or ``None``."""
     fire = runner.fire
+    stop: StopTraining | KeyboardInterrupt | None = None
     try:  # on_fit_begin too: a callback may stop training before the first epoch
         fire("on_fit_begin")
         runner.settle_stop()
@@ -53,11 +57,14 @@ def fit_loop(ctx: Context, step: Step, runner: CallbackRunner) -> None:
             ctx.epoch = epoch
             _epoch(ctx, step, runner)
             runner.settle_stop()
-    except StopTraining:
+    except StopTraining as signal:
+        stop = signal.with_traceback(None)  # its frames would keep the last batch alive
         _wrap_up(runner, "on_early_stopping")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as signal:
+        stop = signal.with_traceback(None)
         _wrap_up(runner, "on_interrupt")
     _wrap_up(runner, "on_fit_end")
+    return stop
 
 
 def _wrap_up(runner: CallbackRunner, name: str) -> None:

@@ -11,6 +11,7 @@ from luz._validate import check_count, check_flag, check_optional_flag, check_re
 from luz.accelerator import Accelerator
 from luz.callbacks.base import Callback, as_callback_list
 from luz.callbacks.progress import default_verbose
+from luz.callbacks.terminate_on_nan import NaNGuard
 from luz.events import StopTraining
 from luz.reporting import require_matplotlib
 from luz.run import fit
@@ -130,7 +131,9 @@ def lr_finder(
 
         bar = tqdm(total=steps, desc="Finding the learning rate")
     finder = _LRFinderCallback(lr_schedule(steps, start_lr, end_lr, log_spaced_intervals), bar)
-    callbacks = [finder, *as_callback_list(fit_kwargs.pop("callbacks", None))]
+    # The sweep is meant to reach the rates where the loss blows up: fit's default NaN guard
+    # would stop it there with a warning, so it is off (a NaN-guard callback of yours still runs).
+    callbacks = [finder, NaNGuard(enabled=False), *as_callback_list(fit_kwargs.pop("callbacks", None))]
     module = module.set_opt_hparams(**{**module.opt_hparams, "lr": start_lr})
     try:
         fit(module, data, epochs=10**9, verbose=False, callbacks=callbacks, **fit_kwargs)

@@ -27,6 +27,9 @@ class Fitted:
         opt_hparams: the keyword arguments the optimizers were built with.
         module: the `LuzModule` it was fitted from (``None`` after loading with a bare class).
         optimizer_names: the names of the optimizers used in training.
+        stop_reason: ``None`` when every epoch ran, else a short sentence saying what ended
+            training and when (``"EarlyStopping stopped training at epoch 7: ..."``,
+            ``"interrupted (KeyboardInterrupt) during epoch 3"``).
     """
 
     def __init__(
@@ -38,6 +41,7 @@ class Fitted:
         opt_hparams: dict[str, Any] | None = None,
         module: LuzModule | None = None,
         optimizer_names: list[str] | None = None,
+        stop_reason: str | None = None,
     ) -> None:
         self.model = model
         self.records = records
@@ -45,6 +49,7 @@ class Fitted:
         self.opt_hparams: dict[str, Any] = dict(opt_hparams or {})
         self.module = module
         self.optimizer_names = list(optimizer_names or ["opt"])
+        self.stop_reason = stop_reason
 
     @property
     def device(self) -> torch.device:
@@ -116,7 +121,8 @@ class Fitted:
         return plot_metrics(self.records)
 
     def __repr__(self) -> str:
-        return fitted_summary(self.records, self.model)
+        text = fitted_summary(self.records, self.model)
+        return text if self.stop_reason is None else f"{text}\n\nTraining ended early: {self.stop_reason}."
 
 
 class Evaluation:

@@ -28,8 +28,10 @@ from luz.callbacks._runner import CallbackRunner
 from luz.callbacks.base import Callback, as_callback_list
 from luz.callbacks.defaults import Interrupt, Metrics, Profile, TrainValid
 from luz.callbacks.progress import Progress, default_verbose
+from luz.callbacks.terminate_on_nan import NaNGuard, TerminateOnNaN
 from luz.context import Context
-from luz.data import eval_loader, split_valid, training_loader
+from luz.data import eval_loader, split_valid, training_loader, warn_non_finite
+from luz.events import StopTraining, Terminated
 from luz.loop import evaluate_loop, fit_loop, predict_loop
 from luz.metrics.set import as_metric_set
 from luz.module import LuzModule, resolve_loss
@@ -117,7 +119,12 @@ def fit(
             on_epoch_begin; training batches; validation batches (if valid_data); on_epoch_end
         on_fit_end
 
-    Default callbacks (before yours, by weight): Profile, TrainValid, Metrics, Progress, Interrupt.
+    Default callbacks (before yours, by weight): Profile, TrainValid, Metrics, Progress, Interrupt
+    and `luz.callbacks.NaNGuard` (replaced by a `TerminateOnNaN` or `NaNGuard` of yours).
+
+    Ctrl-C ends training gracefully and `fit` returns the model so far; a SIGTERM ends it the
+    same way, then `fit` raises `luz.Terminated` (exit status 143). ``Fitted.stop_reason``
+    says what ended training early.
 
     Args:
         module: a `luz.LuzModule` from `luz.setup`.
@@ -139,6 +146,8 @@ def fit(
     Raises:
         ValueError: invalid ``epochs``, ``valid_data`` or options.
         TypeError: a callback class instead of an instance, unsupported data.
+        luz.Terminated: a SIGTERM arrived during the fit (after the graceful stop); its
+            ``fitted`` attribute holds the model trained so far.
 
     Example:
         >>> import torch, luz
@@ -154,8 +163,12 @@ def fit(
     min_epochs, max_epochs = parse_epochs(epochs)
     compile_options = _compile_options(compile)
     acc, show = _check_run_options(verbose, accelerator)
-    defaults = [Profile(), TrainValid(), Metrics(), Progress(), Interrupt()]
-    runner = _runner(acc, [*defaults, *as_callback_list(callbacks)], fit=True)
+    user_callbacks = as_callback_list(callbacks)
+    interrupt = Interrupt()
+    defaults: list[Callback] = [Profile(), TrainValid(), Metrics(), Progress(), interrupt]
+    if not any(isinstance(cb, TerminateOnNaN | NaNGuard) for cb in user_callbacks):
+        defaults.append(NaNGuard())  # yours replaces it (NaNGuard(enabled=False) turns it off)
+    runner = _runner(acc, [*defaults, *user_callbacks], fit=True)
     ctx = Context(verbose=show, accelerator=acc, runner=runner)
     try:  # clean up (unbind model and callbacks) whether setting up or training fails
         if acc.distributed:
@@ -164,6 +177,7 @@ def fit(
         if isinstance(valid_data, numbers.Number):
             data, valid_data = split_valid(data, valid_data)  # type: ignore[arg-type]
         train_dl = training_loader(data, dataloader_options)
+        warn_non_finite(train_dl, "training")
         valid_dl = (
             None if valid_data is None else eval_loader(valid_data, dataloader_options, role="validation")
         )
@@ -185,17 +199,37 @@ def fit(
         ctx.max_epochs = max_epochs
         ctx.min_epochs = min_epochs
         ctx.training = True  # as in luz: a fit is in training mode from its start
-        fit_loop(ctx, resolve_step(model, ctx), runner)
-        return Fitted(
+        stop = fit_loop(ctx, resolve_step(model, ctx), runner)
+        fitted = Fitted(
             model,
             records=ctx.records,
             hparams=ctx.hparams,
             opt_hparams=ctx.opt_hparams,
             module=module,
             optimizer_names=list(ctx.optimizers),
+            stop_reason=None if stop is None else stop_reason(stop, ctx.epoch),
         )
+        if interrupt.terminated:  # the handler took the SIGTERM: honour it now, wrap-up done
+            raise Terminated(fitted.stop_reason or "terminated (SIGTERM) after training", fitted)
+        return fitted
     finally:
         ctx.clean()
+
+
+def stop_reason(stop: StopTraining | KeyboardInterrupt, epoch: int) -> str:
+    """The sentence of ``Fitted.stop_reason`` for the signal that ended training at ``epoch``.
+
+    ``StopTraining`` names the callback that raised it and adds its message;
+    ``KeyboardInterrupt`` names the interrupt (its message, e.g. ``SIGTERM``, else the type).
+    """
+    if isinstance(stop, KeyboardInterrupt):
+        cause = str(stop) or type(stop).__name__
+        where = f"during epoch {epoch}" if epoch else "before the first epoch"
+        return f"interrupted ({cause}) {where}"
+    who = stop.raised_by or "StopTraining"
+    where = f"at epoch {epoch}" if epoch else "before the first epoch"
+    message = str(stop)
+    return f"{who} stopped training {where}" + (f": {message}" if message else "")
 
 
 def _on_device(

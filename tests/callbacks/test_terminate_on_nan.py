@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import luz
-from luz.callbacks import AutoResume, ModelCheckpoint, TerminateOnNaN
+from luz.callbacks import AutoResume, ModelCheckpoint, NaNGuard, TerminateOnNaN
 from luz.serialization import read_checkpoint
 from tests.conftest import Linear, make_recorder, regression_data
 
@@ -180,10 +180,10 @@ def test_nan_stop_keeps_the_autoresume_state_of_the_last_good_epoch(tmp_path: Pa
 
 
 def test_autoresume_never_writes_non_finite_weights(tmp_path: Path) -> None:
-    # No TerminateOnNaN: the NaN loss poisons the weights at epoch 2 and training goes on.
+    # No NaN guard: the NaN loss poisons the weights at epoch 2 and training goes on.
     state = tmp_path / "state.pt"
     with pytest.warns(UserWarning, match="AutoResume: the model has NaN or infinite weights at epoch 2"):
-        fitted = fit(poisoned(), AutoResume(state), epochs=2, valid=False)
+        fitted = fit(poisoned(), NaNGuard(enabled=False), AutoResume(state), epochs=2, valid=False)
     assert not torch.isfinite(fitted.model.fc.weight).all()
     assert state.exists()  # kept at the end: it holds the last good state
     saved = read_checkpoint(state)
@@ -211,3 +211,102 @@ def test_rerun_after_a_nan_stop_resumes(tmp_path: Path) -> None:
     fitted = fit(poisoned(Healed), TerminateOnNaN(), AutoResume(state))
     assert len(fitted.records["metrics"]["train"]) == 4
     assert not state.exists()
+
+
+# -- the default guard: NaNGuard, at epoch granularity -------------------------------------------
+
+
+def test_default_guard_stops_after_the_epoch_with_a_nan_loss_average() -> None:
+    rec = make_recorder(weight=1)
+    with pytest.warns(RuntimeWarning, match="training loss average of epoch 2 is nan; stopping"):
+        fitted = fit(poisoned(), rec)
+    # Epoch 2 ran to its end (validation too) and is recorded; epochs 3 and 4 did not run.
+    train = fitted.records["metrics"]["train"]
+    assert len(train) == 2 and len(fitted.records["metrics"]["valid"]) == 2
+    assert math.isfinite(train[0]["loss"]) and math.isnan(train[1]["loss"])
+    assert rec.calls.count("on_epoch_begin") == 2
+    assert rec.calls[-2:] == ["on_early_stopping", "on_fit_end"]
+    assert (
+        fitted.stop_reason == "NaNGuard stopped training at epoch 2: non-finite training loss average (nan)"
+    )
+    assert "Training ended early: NaNGuard stopped training at epoch 2" in repr(fitted)
+
+
+def test_default_guard_names_an_infinite_value() -> None:
+    class LastBatchInf(PoisonedInf):
+        at = (2, 6)  # the last batch: the batches before it keep the average inf, not nan
+
+    with pytest.warns(RuntimeWarning, match="average of epoch 2 is inf"):
+        fitted = fit(poisoned(LastBatchInf))
+    assert fitted.stop_reason is not None and "(inf)" in fitted.stop_reason
+
+
+def test_default_guard_lets_no_checkpoint_write_the_bad_epoch(tmp_path: Path) -> None:
+    state, every = tmp_path / "state.pt", str(tmp_path / "ckpt-{epoch}.pt")
+    with pytest.warns(RuntimeWarning) as caught:
+        fit(poisoned(), ModelCheckpoint(every, monitor="train_loss"), AutoResume(state))
+    # Stopped before the checkpoints' epoch-end hooks: they never even saw the NaN weights.
+    assert not [w for w in caught if "NaN or infinite weights" in str(w.message)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-1.pt", "state.pt"]
+    saved = read_checkpoint(state)
+    assert saved["epoch"] == 1  # kept, not deleted as after a finished run: the rerun resumes
+    assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+def test_a_terminate_on_nan_of_yours_replaces_the_default_guard() -> None:
+    seen: list[list[str]] = []
+    probe = luz.callback(on_fit_begin=lambda ctx: seen.append([type(cb).__name__ for cb in ctx.callbacks]))
+    with pytest.warns(RuntimeWarning, match="nan at batch 3 of epoch 2"):
+        fitted = fit(poisoned(), TerminateOnNaN(), probe)
+    assert "NaNGuard" not in seen[0] and "TerminateOnNaN" in seen[0]
+    assert len(fitted.records["metrics"]["train"]) == 1  # its own stop: mid-epoch 2
+    assert fitted.stop_reason == (
+        "TerminateOnNaN stopped training at epoch 2: non-finite training loss (nan) at batch 3"
+    )
+
+
+def test_a_disabled_guard_trains_on_with_no_hooks(recwarn: pytest.WarningsRecorder) -> None:
+    guard = NaNGuard(enabled=False)
+    assert all(guard.hook(name) is None for name in luz.BREAKPOINTS)
+    seen: list[list[str]] = []
+    probe = luz.callback(on_fit_begin=lambda ctx: seen.append([type(cb).__name__ for cb in ctx.callbacks]))
+    fitted = fit(poisoned(), guard, probe)
+    assert seen[0].count("NaNGuard") == 1  # yours, not the default as well
+    assert len(fitted.records["metrics"]["train"]) == 4
+    assert fitted.stop_reason is None
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_default_guard_is_in_every_fit_and_quiet_on_finite_losses(recwarn: pytest.WarningsRecorder) -> None:
+    seen: list[list[str]] = []
+    probe = luz.callback(on_fit_begin=lambda ctx: seen.append([type(cb).__name__ for cb in ctx.callbacks]))
+    fitted = fit(poisoned(type("Clean", (Poisoned,), {"at": (0, 0)})), probe)
+    assert seen[0][:6] == ["Profile", "TrainValid", "Metrics", "Progress", "Interrupt", "NaNGuard"]
+    assert fitted.stop_reason is None and len(fitted.records["metrics"]["train"]) == 4
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_guard_enabled_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="enabled"):
+        NaNGuard(enabled="no")  # type: ignore[arg-type]
+
+
+class TwoLosses(Linear):
+    """Two optimizers; the second's loss is NaN from epoch 2 on."""
+
+    def set_optimizers(self, lr: float = 0.01) -> dict[str, torch.optim.Optimizer]:
+        return {
+            "a": torch.optim.SGD(self.parameters(), lr=lr),
+            "b": torch.optim.SGD(self.parameters(), lr=0.0),
+        }
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ctx = self.ctx  # type: ignore[attr-defined]
+        loss = F.mse_loss(pred, target)
+        return loss * math.nan if ctx.opt_name == "b" and ctx.epoch >= 2 else loss
+
+
+def test_default_guard_reads_every_optimizers_loss_average() -> None:
+    with pytest.warns(RuntimeWarning, match="average of epoch 2 is nan"):
+        fitted = fit(luz.setup(TwoLosses), valid=False)
+    assert len(fitted.records["metrics"]["train"]) == 2

@@ -12,7 +12,7 @@ from luz.callbacks.mixup import Mixup, MixupLoss, MixupTarget, mixup
 from luz.callbacks.monitor import MonitorCallback
 from luz.callbacks.progress import Progress
 from luz.callbacks.resume import AutoResume, ResumeFromCheckpoint
-from luz.callbacks.terminate_on_nan import TerminateOnNaN
+from luz.callbacks.terminate_on_nan import NaNGuard, TerminateOnNaN
 
 __all__ = [
     "AutoResume",
@@ -30,6 +30,7 @@ __all__ = [
     "MixupTarget",
     "ModelCheckpoint",
     "MonitorCallback",
+    "NaNGuard",
     "Profile",
     "Progress",
     "ResumeFromCheckpoint",

@@ -93,6 +93,10 @@ class CallbackRunner:
                 for cb, fn in hooks:
                     try:
                         fn()
+                    except StopTraining as stop:  # Fitted.stop_reason names the callback
+                        if stop.raised_by is None:
+                            stop.raised_by = _display_name(cb)
+                        raise
                     except _PASS_THROUGH:
                         raise
                     except Exception as error:
@@ -107,3 +111,9 @@ class CallbackRunner:
             if self.stop_policy is None:
                 raise
             self.stop_policy.hold(stop)
+
+
+def _display_name(cb: Callback) -> str:
+    # A luz.callback(...) instance has a private class: its repr names its hooks instead.
+    name = type(cb).__name__
+    return repr(cb) if name.startswith("_") else name

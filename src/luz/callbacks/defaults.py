@@ -157,10 +157,10 @@ class Profile(Callback):
 class Interrupt(Callback):
     """Turns Ctrl-C and SIGTERM during `fit` into a graceful stop.
 
-    A SIGTERM (what job schedulers send before preemption) stops the fit at the next training
-    or validation batch end, as Ctrl-C does where it lands: the loop fires ``on_interrupt``
-    once (this prints a note when verbose), then ``on_fit_end``, and `fit` returns the model
-    trained so far. ``terminated`` says whether a SIGTERM arrived during the current fit.
+    Ctrl-C stops the fit where it lands and `fit` returns the model trained so far. A SIGTERM
+    (what job schedulers send before preemption) stops it at the next batch end the same way
+    (``on_interrupt``, then ``on_fit_end``; `AutoResume` keeps its state), then `fit` raises
+    `luz.Terminated` (exit status 143).
 
     How it works: docs/troubleshooting.md (Ctrl-C, SIGTERM and preemption).
     """
@@ -199,8 +199,11 @@ class Interrupt(Callback):
     def on_interrupt(self) -> None:
         ctx = self.context
         if ctx.verbose:
-            cause = " by SIGTERM" if self.terminated else ""
-            print(
-                f"Training interrupted{cause} at epoch {ctx.epoch}; returning the model trained so far.",
-                file=sys.stderr,
-            )
+            if self.terminated:
+                note = "exiting with status 143 (luz.Terminated)"
+                print(f"Training interrupted by SIGTERM at epoch {ctx.epoch}; {note}.", file=sys.stderr)
+            else:
+                print(
+                    f"Training interrupted at epoch {ctx.epoch}; returning the model trained so far.",
+                    file=sys.stderr,
+                )

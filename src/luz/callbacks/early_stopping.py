@@ -75,7 +75,9 @@ class EarlyStopping(MonitorCallback):
             self.counter += 1
         if self.counter >= self.patience and ctx.epoch >= ctx.min_epochs:
             self._stopped_at = ctx.epoch
-            raise StopTraining(f"Early stopping at epoch {ctx.epoch} of {ctx.max_epochs}")
+            raise StopTraining(
+                f"{self.monitor} did not improve on {self.best:.4g} (patience {self.patience})"
+            )
 
     def on_early_stopping(self) -> None:
         ctx = self.context

@@ -1,14 +1,16 @@
-"""Stopping training at the first non-finite training loss, without a host sync per batch."""
+"""Stopping training on a non-finite training loss, without a host sync per batch: `TerminateOnNaN`
+(per batch, opt-in) and `NaNGuard` (per epoch, a default of `fit`)."""
 
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from typing import Any
 
 import torch
 
-from luz._validate import check_optional_count
+from luz._validate import check_flag, check_optional_count
 from luz.callbacks.base import Callback
 from luz.events import StopTraining
 
@@ -100,7 +102,60 @@ class TerminateOnNaN(Callback):
             RuntimeWarning,
             stacklevel=2,
         )
-        raise StopTraining(f"non-finite training loss ({shown}) at batch {batch} of epoch {ctx.epoch}")
+        raise StopTraining(f"non-finite training loss ({shown}) at batch {batch}")
 
     def __repr__(self) -> str:
         return f"TerminateOnNaN(check_every={self.check_every})"
+
+
+class NaNGuard(Callback):
+    """Stops training after an epoch whose training loss average is NaN or infinite (a default).
+
+    `fit` adds one to its default callbacks. At ``on_epoch_end`` it reads the epoch's recorded
+    training loss average (``records["metrics"]["train"]``, every optimizer's), which `Metrics`
+    computed already: no device work and no host sync of its own. When it is not finite, a
+    ``RuntimeWarning`` names the epoch and the value and `luz.StopTraining` ends the fit after
+    that epoch: its records stay, but the callbacks after this one (checkpoints, loggers,
+    `AutoResume`) do not run at that epoch end, so nothing is written for it, and
+    ``Fitted.stop_reason`` says what happened. `AutoResume` keeps its state file, as after
+    `TerminateOnNaN`.
+
+    Passing any `TerminateOnNaN` or `NaNGuard` to `fit` replaces the default one; pass
+    ``NaNGuard(enabled=False)`` to turn the guard off (a disabled guard has no hooks).
+
+    Args:
+        enabled: whether to check (``False``: the guard does nothing).
+
+    Example:
+        >>> import luz
+        >>> off = luz.callbacks.NaNGuard(enabled=False)
+        >>> # model.fit(data, callbacks=[off]): train on through non-finite losses
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = check_flag(enabled, "enabled")
+
+    def hook(self, name: str) -> Any:
+        """The hooks of an enabled guard; none when disabled (so it costs nothing)."""
+        return super().hook(name) if self.enabled else None
+
+    def on_epoch_end(self) -> None:
+        ctx = self.context
+        loss = ctx.get_metric("loss", "train", ctx.epoch)
+        values = loss.values() if isinstance(loss, dict) else [loss]
+        bad = next((float(v) for v in values if isinstance(v, numbers.Real) and not math.isfinite(v)), None)
+        if bad is None:
+            return
+        shown = "nan" if math.isnan(bad) else str(bad)
+        ctx.buffers[BUFFER_KEY] = {"epoch": ctx.epoch, "batch": None, "value": bad}
+        warnings.warn(
+            f"The training loss average of epoch {ctx.epoch} is {shown}; stopping training after "
+            f"this epoch (no checkpoint is written for it). Pass TerminateOnNaN() to find the "
+            f"batch, or NaNGuard(enabled=False) to train on.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        raise StopTraining(f"non-finite training loss average ({shown})")
+
+    def __repr__(self) -> str:
+        return f"NaNGuard(enabled={self.enabled})"
