@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from luz._persist.atomic import atomic_open
-from luz._validate import invalid, is_flag
+from luz._validate import check_output_file, invalid, is_flag
 from luz.accelerator import is_writer
 from luz.callbacks.base import Callback
 from luz.records import flatten_value
@@ -40,8 +40,11 @@ class CSVLogger(Callback):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         if not isinstance(path, str | os.PathLike):
-            raise TypeError(f"`path` must be a str or a path, got {type(path).__name__}.")
+            raise invalid("path", "a str or os.PathLike", path, "Pass e.g. 'metrics.csv'.", error=TypeError)
         self.path = Path(path).expanduser()
+        # At construction, not at the first write after an epoch of training.
+        hint = "Name a CSV file inside it, e.g. 'logs/metrics.csv'."
+        check_output_file(self.path, "path", shown=os.fspath(path), directory_hint=hint)
         self.rows: list[dict[str, Any]] = []
 
     def on_epoch_end(self) -> None:
