@@ -192,7 +192,11 @@ def _forward_error(error: Exception, ctx: Context, *, phase: str | None = None) 
     on the error path, so the steps pay nothing for it.
     """
     batch = ctx.batch
-    where = f"at batch {ctx.iter}" if phase == "prediction" else f"at batch {ctx.iter} of epoch {ctx.epoch}"
+    if phase == "prediction":  # the predict loop keeps no index: its outputs so far count batches
+        done = ctx.pred if isinstance(ctx.pred, list) else []
+        where = f"at batch {len(done) + 1}"
+    else:
+        where = f"at batch {ctx.iter} of epoch {ctx.epoch}"
     message = (
         f"Error in the model's forward {where} ({phase or _phase(ctx)}): the batch is "
         f"{describe(batch)} and the model was called with {describe(ctx.input)}."
@@ -202,4 +206,7 @@ def _forward_error(error: Exception, ctx: Context, *, phase: str | None = None) 
             " A batch is `(input, target, ...)` and only element 0 goes to the model: to call "
             "`model(x1, x2)`, pass the inputs nested, `((x1, x2), y)` (`predict(((x1, x2),))`)."
         )
-    return with_origin(error, message + " The model said", RuntimeError)
+    try:  # exactly the original type, so `except torch.OutOfMemoryError` still catches it
+        return with_origin(error, message + " The model said", type(error))
+    except Exception:  # a type that cannot be built from a message alone
+        return with_origin(error, message + " The model said", RuntimeError)
