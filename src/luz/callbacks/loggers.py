@@ -112,7 +112,7 @@ class TensorBoard(Callback):
     def __init__(self, logdir: str | os.PathLike[str] = "logs", histograms: bool | list[str] = False) -> None:
         _require_tensorboard()
         if not isinstance(logdir, str | os.PathLike):
-            raise TypeError(f"`logdir` must be a str or a path, got {type(logdir).__name__}.")
+            raise invalid("logdir", "a str or os.PathLike", logdir, "Pass e.g. 'logs'.", error=TypeError)
         self.histograms: bool | list[str]
         if isinstance(histograms, list | tuple) and all(isinstance(n, str) for n in histograms):
             self.histograms = list(histograms)
@@ -122,6 +122,11 @@ class TensorBoard(Callback):
             expected = "True, False or a list of parameter names"
             raise invalid("histograms", expected, histograms, error=TypeError)
         self.logdir = Path(logdir).expanduser()
+        shown = os.fspath(logdir)
+        if self.logdir.exists() and not self.logdir.is_dir():
+            raise ValueError(f"`logdir` {shown!r} is an existing file, not a directory. Name a directory.")
+        # The event files go to <logdir>/train and <logdir>/valid: check they can, before training.
+        check_output_file(self.logdir / "train" / "events", "logdir", shown=shown)
         self._writers: dict[str, Any] = {}
 
     def _writer(self, run: str) -> Any:
