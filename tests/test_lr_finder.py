@@ -120,3 +120,13 @@ def test_plot_has_log_x_axis_and_two_lines(tmp_path: object) -> None:
     import os
 
     assert os.path.getsize(path) > 1000
+
+
+def test_lr_finder_needs_a_luz_module() -> None:
+    x, y = torch.randn(64, 3), torch.randn(64, 1)
+    with pytest.raises(
+        TypeError, match=r"`module` must be a LuzModule, got the class Linear\. Pass luz\.setup"
+    ):
+        luz.lr_finder(nn.Linear, (x, y), verbose=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"`module` must be a LuzModule, got Linear\(.*\(torch\.Linear\)"):
+        luz.lr_finder(nn.Linear(3, 1), (x, y), verbose=False)  # type: ignore[arg-type]
