@@ -129,3 +129,13 @@ def test_a_sweep_into_divergence_runs_every_step_without_the_nan_guard() -> None
     result = luz.lr_finder(_module(), (x, y), steps=60, start_lr=1e-3, end_lr=1e6, verbose=False)
     assert len(result.lr) == len(result.loss) == 60
     assert not all(math.isfinite(v) for v in result.loss)  # it did diverge
+
+
+def test_lr_finder_needs_a_luz_module() -> None:
+    x, y = torch.randn(64, 3), torch.randn(64, 1)
+    with pytest.raises(
+        TypeError, match=r"`module` must be a LuzModule, got the class Linear\. Pass luz\.setup"
+    ):
+        luz.lr_finder(nn.Linear, (x, y), verbose=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"`module` must be a LuzModule, got Linear\(.*\(torch\.Linear\)"):
+        luz.lr_finder(nn.Linear(3, 1), (x, y), verbose=False)  # type: ignore[arg-type]

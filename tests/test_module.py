@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -618,3 +621,67 @@ def test_repr_of_luz_module() -> None:
     assert "['loss', 'acc']" in text and "{'lr': 0.1}" in text and "{'in_features': 10}" in text
     own = repr(luz.setup(TwoOpt, loss=nn.MSELoss()))
     assert "module.set_optimizers()" in own
+
+
+class _Counting(torch.optim.SGD):
+    steps = 0
+
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        type(self).steps += 1
+        return super().step(closure)
+
+
+@pytest.mark.parametrize(
+    ("opt_hparams", "error", "words"),
+    [
+        ({"lr": "fast"}, TypeError, "`lr` must be a finite number >= 0.0, got 'fast' (str)"),
+        ({"lr": math.inf}, ValueError, "`lr` must be a finite number >= 0.0, got inf"),
+        ({"lr": -1e-3}, ValueError, "got -0.001"),
+        ({"lr": 0.1, "momentum": -0.9}, ValueError, "`momentum`"),
+        ({"lr": 0.1, "weight_decay": "l2"}, TypeError, "`weight_decay`"),
+        ({"lr": 0.1, "eps": math.nan}, ValueError, "`eps`"),
+        ({"lr": 0.1, "betas": (0.9, 1.2)}, ValueError, "`betas[1]` must be a number in [0.0, 1.0)"),
+        ({"lr": 0.1, "betas": 0.9}, TypeError, "`betas` must be a pair"),
+    ],
+)
+def test_set_opt_hparams_checks_the_common_numbers(
+    opt_hparams: dict[str, Any], error: type, words: str
+) -> None:
+    with pytest.raises(error) as info:
+        sgd_module().set_opt_hparams(**opt_hparams)
+    assert words in str(info.value)
+
+
+def test_opt_hparams_accept_tensors_and_numpy_and_other_names() -> None:
+    x, y = regression_data(64)
+    module = luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.Adam)
+    module = module.set_opt_hparams(lr=torch.tensor(0.01), betas=(np.float64(0.8), 0.99), amsgrad=True)
+    fitted = module.fit((x, y), epochs=1, verbose=False)
+    assert fitted.records["metrics"]["train"][0]["loss"] > 0
+
+
+def test_param_groups_are_checked_before_any_step() -> None:
+    x, y = regression_data(64)
+    _Counting.steps = 0
+    factory = functools.partial(_Counting, lr=math.inf)
+    with pytest.raises(
+        ValueError, match=r"`lr of optimizer 'opt' \(param group 0\)` must be a finite number"
+    ):
+        luz.setup(Linear, loss=nn.MSELoss(), optimizer=factory).fit((x, y), epochs=1, verbose=False)
+    assert _Counting.steps == 0
+
+
+@pytest.mark.parametrize(
+    ("hparams", "error"),
+    [
+        ({"in_features": 10, "out_features": -3}, ValueError),
+        ({"in_features": 10, "out_features": "1"}, TypeError),
+    ],
+)
+def test_model_build_errors_name_the_hparams(hparams: dict[str, Any], error: type) -> None:
+    x, y = regression_data(64)
+    with pytest.raises(error) as info:
+        sgd_module().set_hparams(**hparams).fit((x, y), epochs=1, verbose=False)
+    given = ", ".join(f"{k}={v!r}" for k, v in hparams.items())
+    assert f"Could not build Linear from the hparams given to .set_hparams() ({given})" in str(info.value)
+    assert isinstance(info.value, type(info.value.__cause__))  # the torch error type is kept

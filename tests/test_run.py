@@ -60,3 +60,30 @@ def test_methods_and_functions_give_the_same_results() -> None:
 def test_fit_names_a_module_that_is_not_from_setup() -> None:
     with pytest.raises(TypeError, match=r"`module` must be a luz\.LuzModule"):
         luz.fit(nn.Linear(3, 1), (torch.randn(8, 3), torch.randn(8, 1)))  # type: ignore[arg-type]
+
+
+def test_predict_stack_must_be_a_flag() -> None:
+    x, y = torch.randn(64, 3), torch.randn(64, 1)
+    fitted = (
+        luz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_hparams(in_features=3, out_features=1)
+        .set_opt_hparams(lr=0.1)
+        .fit((x, y), epochs=1, verbose=False)
+    )
+    with pytest.raises(TypeError, match=r"`stack` must be True or False, got 'no' \(str\)"):
+        fitted.predict(x, stack="no")  # type: ignore[arg-type]
+    assert len(fitted.predict(x, stack=False, dataloader_options={"batch_size": 16})) == 4
+
+
+def test_valid_fraction_given_as_text() -> None:
+    x, y = torch.randn(64, 3), torch.randn(64, 1)
+    module = (
+        luz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_hparams(in_features=3, out_features=1)
+        .set_opt_hparams(lr=0.1)
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"`valid_data` must be a number in \(0, 1\), got '0.2' \(str\)\. Pass the number 0.2",
+    ):
+        module.fit((x, y), epochs=1, valid_data="0.2", verbose=False)

@@ -145,3 +145,98 @@ def test_validation_runs_without_grad_in_eval_mode() -> None:
         verbose=False,
     )
     assert seen == [(True, True), (False, False)]
+
+
+class _TwoInputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 1)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.fc(a * b)
+
+
+def _sgd(module: Any) -> luz.LuzModule:
+    return luz.setup(module, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1)
+
+
+def test_forward_error_names_batch_epoch_phase_and_shapes() -> None:
+    x, y = torch.randn(40, 5), torch.randn(40, 1)
+    model = _sgd(nn.Linear).set_hparams(in_features=3, out_features=1)
+    with pytest.raises(RuntimeError) as info:
+        model.fit((x, y), epochs=1, verbose=False, dataloader_options={"batch_size": 16})
+    message = str(info.value)
+    assert "forward at batch 1 of epoch 1 (training)" in message
+    assert (
+        "a tuple of 2 [a tensor of shape (16, 5) (float32), a tensor of shape (16, 1) (float32)]" in message
+    )
+    assert "((x1, x2), y)" in message and "mat1 and mat2" in message
+    assert isinstance(info.value.__cause__, RuntimeError) and "mat1" in str(info.value.__cause__)
+
+
+def test_forward_error_keeps_the_exact_type_and_pickles() -> None:
+    import pickle
+
+    x, y = torch.randn(32, 3), torch.randn(32, 1)
+    with pytest.raises(TypeError) as info:  # model(a) for a model that takes (a, b)
+        _sgd(_TwoInputs).fit((x, x, y), epochs=1, verbose=False)
+    assert type(info.value) is TypeError
+    assert "((x1, x2), y)" in str(info.value) and "forward()" in str(info.value)
+    again = pickle.loads(pickle.dumps(info.value))
+    assert type(again) is TypeError and str(again) == str(info.value)
+    # the nested form the hint gives works
+    fitted = _sgd(_TwoInputs).fit(((x, x), y), epochs=1, verbose=False)
+    assert fitted.predict(((x, x),)).shape == (32, 1)
+
+
+def test_forward_error_in_validation_and_prediction() -> None:
+    x, y = torch.randn(32, 3), torch.randn(32, 1)
+    fitted = _sgd(nn.Linear).set_hparams(in_features=3, out_features=1).fit((x, y), epochs=1, verbose=False)
+    bad = (torch.randn(40, 4), torch.randn(40, 1))
+    with pytest.raises(RuntimeError, match=r"batch 1 of epoch \d+ \(validation\)"):
+        fitted.evaluate(bad)
+    with pytest.raises(RuntimeError, match=r"forward at batch 2 \(prediction\)") as info:
+        fitted.predict(_ShapeChanging(), dataloader_options={"batch_size": 32})
+    assert "a tensor of shape (32, 4)" in str(info.value)
+
+
+class _ShapeChanging(torch.utils.data.Dataset[tuple[torch.Tensor]]):
+    """Samples of 3 features, then of 4: the second prediction batch fails."""
+
+    def __len__(self) -> int:
+        return 64
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor]:
+        return (torch.randn(3 if i < 32 else 4),)
+
+
+def test_forward_error_of_a_dict_batch_has_no_tuple_hint() -> None:
+    class Keyed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 1)
+
+        def forward(self, a: torch.Tensor) -> torch.Tensor:
+            return self.fc(a)
+
+    class Data(torch.utils.data.Dataset[dict[str, Any]]):
+        def __len__(self) -> int:
+            return 32
+
+        def __getitem__(self, i: int) -> dict[str, Any]:
+            return {"input": {"b": torch.randn(3)}, "target": torch.randn(1)}
+
+    with pytest.raises(TypeError) as info:
+        _sgd(Keyed).fit(Data(), epochs=1, verbose=False)
+    assert "a dict with keys ['input', 'target']" in str(info.value)
+    assert "((x1, x2), y)" not in str(info.value)
+
+
+def test_stop_training_in_forward_is_not_wrapped() -> None:
+    class Stops(nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise luz.StopTraining
+
+    x, y = torch.randn(32, 3), torch.randn(32, 1)
+    fitted = _sgd(Stops).set_hparams(in_features=3, out_features=1).fit((x, y), epochs=2, verbose=False)
+    assert fitted.records["metrics"]["train"] == []

@@ -40,8 +40,10 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import os
 import reprlib
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -106,6 +108,11 @@ def _number(
     if isinstance(value, str) and _parses_as_number(value):
         hint = _join(f"Pass the number {value.strip()}, not a string.", hint)
     raise invalid(argument, expected, value, hint, error=wrong_type)
+
+
+def is_number_text(value: object) -> bool:
+    """Whether ``value`` is a str that reads as a number (``"0.2"``): a number passed as text."""
+    return isinstance(value, str) and _parses_as_number(value)
 
 
 def _parses_as_number(text: str) -> bool:
@@ -343,3 +350,35 @@ def normalize_optimizers(value: object) -> dict[str, torch.optim.Optimizer]:
     if not result:
         raise ValueError("The dict of optimizers is empty: return at least one optimizer.")
     return result
+
+
+def check_output_file(path: Path, argument: str, *, shown: str, directory_hint: str = "") -> None:
+    """Check that a file can be written at ``path`` (a later write would fail), reading the
+    file system only: nothing is created.
+
+    Args:
+        path: the file to be written (its parents may not exist yet).
+        argument: the argument's name, for the message.
+        shown: the value as the user gave it (a template, a ``~`` path).
+        directory_hint: what to do when ``path`` is an existing directory.
+
+    Raises:
+        ValueError: ``path`` is an existing directory, or lies under an existing file.
+        PermissionError: the nearest existing directory above it is not writable.
+    """
+    if path.is_dir():
+        hint = directory_hint or "Name a file inside it."
+        raise ValueError(f"`{argument}` {shown!r} is an existing directory, not a file. {hint}")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        raise ValueError(
+            f"`{argument}` {shown!r} lies under {str(ancestor)!r}, which is a file, not a "
+            "directory. Choose a path whose parent directories are directories (or do not exist yet)."
+        )
+    if ancestor.is_dir() and not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"`{argument}` {shown!r} cannot be written: the directory {str(ancestor)!r} is not "
+            "writable. Choose a writable directory, or change its permissions."
+        )

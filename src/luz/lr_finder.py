@@ -7,19 +7,18 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from luz._validate import check_count, check_flag, check_optional_flag, check_real
+from luz._validate import check_count, check_flag, check_optional_flag, check_real, describe
 from luz.accelerator import Accelerator
 from luz.callbacks.base import Callback, as_callback_list
 from luz.callbacks.progress import default_verbose
 from luz.callbacks.terminate_on_nan import NaNGuard
 from luz.events import StopTraining
+from luz.module import LuzModule
 from luz.reporting import require_matplotlib
 from luz.run import fit
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from luz.module import LuzModule
 
 
 def lr_schedule(steps: int, start_lr: float, end_lr: float, log_spaced_intervals: bool = True) -> list[float]:
@@ -115,6 +114,12 @@ def lr_finder(
         >>> len(result.lr)
         20
     """
+    if not isinstance(module, LuzModule):
+        what = f"the class {module.__name__}" if isinstance(module, type) else describe(module)
+        raise TypeError(
+            f"`module` must be a LuzModule, got {what}. Pass luz.setup(...) of your module, e.g. "
+            "lr_finder(luz.setup(Net, loss=..., optimizer=...).set_hparams(...), data)."
+        )
     steps = check_count(steps, "steps", minimum=1)
     start_lr = check_real(start_lr, "start_lr", above=0)
     end_lr = check_real(end_lr, "end_lr", above=start_lr, hint="The rates rise from `start_lr` to `end_lr`.")

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
-from luz._validate import normalize_optimizers
+from luz._validate import check_real, normalize_optimizers
+from luz.errors import with_origin
 from luz.metrics.set import MetricSet, as_metric_set
 
 if TYPE_CHECKING:
@@ -216,7 +217,14 @@ class LuzModule:
 
     def set_opt_hparams(self, **opt_hparams: Any) -> LuzModule:
         """A new `LuzModule` whose optimizers get ``**opt_hparams`` (e.g. ``lr=1e-3``);
-        replaces earlier ones."""
+        replaces earlier ones.
+
+        Raises:
+            TypeError, ValueError: a common numeric hyper-parameter (``lr``, ``momentum``,
+                ``weight_decay``, ``eps``, ``betas``) that is not a finite non-negative number.
+        """
+        for name, value in opt_hparams.items():
+            _check_numeric_hparam(value, name, name, "set_opt_hparams")
         return self._replace(opt_hparams=opt_hparams)
 
     # -- building -------------------------------------------------------------------------
@@ -233,7 +241,9 @@ class LuzModule:
                     f"Could not build {_name(self.module)} with hparams {self.hparams}: {error}. "
                     "Check .set_hparams(...) against the module's __init__ arguments."
                 ) from error
-            raise
+            raise _build_error(error, self.module, self.hparams, TypeError) from error
+        except (ValueError, RuntimeError) as error:  # torch's "negative dimension" is a RuntimeError
+            raise _build_error(error, self.module, self.hparams, ValueError) from error
         if not isinstance(model, nn.Module):
             raise TypeError(f"`module` returned {type(model).__name__}, expected a torch.nn.Module.")
         return model
@@ -249,6 +259,7 @@ class LuzModule:
                 )
             optimizers = normalize_optimizers(self.optimizer(params, **self.opt_hparams))
             _check_optimizer_params(model, optimizers)  # a factory may ignore `params`
+            _check_param_groups(optimizers)
             return optimizers
         set_optimizers = getattr(model, "set_optimizers", None)
         if not callable(set_optimizers):
@@ -258,6 +269,7 @@ class LuzModule:
             )
         optimizers = normalize_optimizers(set_optimizers(**self.opt_hparams))
         _check_optimizer_params(model, optimizers)
+        _check_param_groups(optimizers)
         return optimizers
 
     def loss_fn(self, model: nn.Module) -> Callable[..., torch.Tensor] | None:
@@ -329,6 +341,20 @@ def _describe(value: object, fallback: str) -> str:
     return _name(value)
 
 
+def _build_error(
+    error: Exception, module: object, hparams: Mapping[str, Any], base: type[Exception]
+) -> Exception:
+    """``error`` (raised while building ``module(**hparams)``) re-raised naming the hparams, as
+    an instance of ``base`` and of ``type(error)``."""
+    given = ", ".join(f"{k}={v!r}" for k, v in hparams.items()) or "no hparams"
+    message = (
+        f"Could not build {_name(module)} from the hparams given to .set_hparams() ({given}); "
+        "check their values against what the module's __init__ expects (sizes must be positive "
+        "integers, for example). The module said"
+    )
+    return with_origin(error, message, base)
+
+
 def _signature_accepts(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> bool:
     try:
         inspect.signature(fn).bind(**kwargs)
@@ -348,3 +374,32 @@ def _check_optimizer_params(model: nn.Module, optimizers: Mapping[str, torch.opt
                     "`optimizer=`, or in set_optimizers() from self.parameters() (or a "
                     "submodule's parameters)."
                 )
+
+
+# The numeric hyper-parameters torch's optimizers share: each must be a finite number >= 0
+# (``betas`` a pair of numbers in [0, 1)). torch checks some only at the first step, some with
+# a message that does not name the argument, and lets ``lr=inf`` train to NaN.
+_NUMERIC_OPT_HPARAMS = frozenset({"lr", "momentum", "weight_decay", "eps"})
+
+
+def _check_numeric_hparam(value: object, key: str, argument: str, where: str) -> None:
+    hint = f"Pass a number, e.g. {where}(lr=1e-3)." if key == "lr" else f"Fix `{key}` in {where}()."
+    if key in _NUMERIC_OPT_HPARAMS:
+        check_real(value, argument, minimum=0.0, hint=hint)
+    elif key == "betas":
+        pair = "a pair of numbers in [0, 1), e.g. (0.9, 0.999)"
+        if not isinstance(value, tuple | list) or len(value) != 2:
+            raise TypeError(f"`{argument}` must be {pair}, got {value!r} ({type(value).__name__}). {hint}")
+        for i, beta in enumerate(value):
+            check_real(beta, f"{argument}[{i}]", minimum=0.0, below=1.0, hint=hint)
+
+
+def _check_param_groups(optimizers: Mapping[str, torch.optim.Optimizer]) -> None:
+    """Check the numeric hyper-parameters each param group holds, once per fit before any step
+    (a factory such as ``functools.partial(Adam, lr=math.inf)`` bypasses `set_opt_hparams`)."""
+    for name, opt in optimizers.items():
+        for index, group in enumerate(opt.param_groups):
+            for key in _NUMERIC_OPT_HPARAMS | {"betas"}:
+                if key in group:
+                    argument = f"{key} of optimizer {name!r} (param group {index})"
+                    _check_numeric_hparam(group[key], key, argument, "set_opt_hparams")

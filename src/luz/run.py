@@ -22,7 +22,7 @@ from luz._dist.sharding import distribute_train_loader, shard_eval_loader, unsha
 from luz._dist.sync import DistributedSync, HeldStop
 from luz._persist.rng import sync_random_state
 from luz._tree import to_cpu
-from luz._validate import check_count, check_optional_flag, invalid, is_flag
+from luz._validate import check_count, check_flag, check_optional_flag, invalid, is_flag, is_number_text
 from luz.accelerator import Accelerator, move_to_device
 from luz.callbacks._runner import CallbackRunner
 from luz.callbacks.base import Callback, as_callback_list
@@ -174,8 +174,8 @@ def fit(
         if acc.distributed:
             # Every rank starts from rank 0's random state: same split, sampler seed, init.
             sync_random_state()
-        if isinstance(valid_data, numbers.Number):
-            data, valid_data = split_valid(data, valid_data)  # type: ignore[arg-type]
+        if isinstance(valid_data, numbers.Number) or is_number_text(valid_data):  # "0.2": a clear error
+            data, valid_data = split_valid(data, valid_data)
         train_dl = training_loader(data, dataloader_options)
         warn_non_finite(train_dl, "training")
         valid_dl = (
@@ -282,6 +282,7 @@ def predict(
     Example:
         >>> preds = luz.predict(fitted, x_test)  # doctest: +SKIP
     """
+    stack = check_flag(stack, "stack")
     acc, show = _check_run_options(verbose, accelerator)
     runner = _runner(acc, [Progress(), Interrupt(), *as_callback_list(callbacks)])
     ctx = Context(verbose=show, accelerator=acc, runner=runner)

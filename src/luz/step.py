@@ -48,7 +48,12 @@ def train_step(ctx: Context) -> None:
     fire = ctx.fire
     model = ctx.forward_model  # the DDP wrapper in a distributed fit: it averages gradients
     for name, opt in ctx.optimizers.items():
-        ctx.pred = call_model(model, ctx.input)
+        try:  # free when nothing is raised (Python 3.11 zero-cost try): no per-step work
+            ctx.pred = call_model(model, ctx.input)
+        except (StopTraining, SkipEpoch):
+            raise
+        except Exception as error:
+            raise _forward_error(error, ctx) from error
         fire("on_train_batch_after_pred")
         ctx.opt = opt
         ctx.opt_name = name
@@ -73,7 +78,12 @@ def valid_step(ctx: Context) -> None:
     model = ctx.model
     for name in ctx.optimizers:
         ctx.opt_name = name
-        ctx.pred = call_model(model, ctx.input)
+        try:
+            ctx.pred = call_model(model, ctx.input)
+        except (StopTraining, SkipEpoch):
+            raise
+        except Exception as error:
+            raise _forward_error(error, ctx) from error
         fire("on_valid_batch_after_pred")
         ctx.loss[name] = compute_loss(ctx, training=False)
         fire("on_valid_batch_after_loss")
@@ -164,6 +174,39 @@ def predict_batch(ctx: Context) -> Any:
     model = ctx.model
     # A method defined on the class, not a submodule that happens to be called `predict`.
     method = getattr(type(model), "predict", None)
-    if callable(method) and not isinstance(method, nn.Module):
-        return getattr(model, "predict")(ctx.input)  # noqa: B009 - nn.Module types attributes as Tensor
-    return call_model(model, ctx.input)
+    try:
+        if callable(method) and not isinstance(method, nn.Module):
+            return getattr(model, "predict")(ctx.input)  # noqa: B009 - nn.Module types attributes as Tensor
+        return call_model(model, ctx.input)
+    except (StopTraining, SkipEpoch):
+        raise
+    except Exception as error:
+        raise _forward_error(error, ctx, phase="prediction") from error
+
+
+def _forward_error(error: Exception, ctx: Context, *, phase: str | None = None) -> Exception:
+    """``error`` (raised by the model's forward) re-raised with where it happened: the batch
+    index, the epoch, the phase and the batch's structure (types and shapes).
+
+    The result is also an instance of ``type(error)`` (see `luz.errors.with_origin`); built only
+    on the error path, so the steps pay nothing for it.
+    """
+    batch = ctx.batch
+    if phase == "prediction":  # the predict loop keeps no index: its outputs so far count batches
+        done = ctx.pred if isinstance(ctx.pred, list) else []
+        where = f"at batch {len(done) + 1}"
+    else:
+        where = f"at batch {ctx.iter} of epoch {ctx.epoch}"
+    message = (
+        f"Error in the model's forward {where} ({phase or _phase(ctx)}): the batch is "
+        f"{describe(batch)} and the model was called with {describe(ctx.input)}."
+    )
+    if isinstance(batch, tuple | list):
+        message += (
+            " A batch is `(input, target, ...)` and only element 0 goes to the model: to call "
+            "`model(x1, x2)`, pass the inputs nested, `((x1, x2), y)` (`predict(((x1, x2),))`)."
+        )
+    try:  # exactly the original type, so `except torch.OutOfMemoryError` still catches it
+        return with_origin(error, message + " The model said", type(error))
+    except Exception:  # a type that cannot be built from a message alone
+        return with_origin(error, message + " The model said", RuntimeError)

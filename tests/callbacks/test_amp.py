@@ -133,3 +133,19 @@ def test_cuda_float16_and_grad_scaler() -> None:
     assert "scale" in amp.state_dict()["scaler"]
     assert fitted.model.weight.dtype == torch.float32
     assert len(fitted.records["metrics"]["train"]) == 1
+
+
+def test_grad_scaler_keywords_are_checked_on_every_device() -> None:
+    # The scaler is only built on CUDA: a typo must fail here, on CPU too.
+    with pytest.raises(
+        TypeError, match=r"'init_scal'.*Did you mean 'init_scale'\?.*init_scale, growth_factor"
+    ):
+        MixedPrecision(init_scal=1024)
+    with pytest.raises(ValueError, match="`backoff_factor` must be a number in"):
+        MixedPrecision(backoff_factor=1.5)
+    with pytest.raises(ValueError, match="`growth_factor`"):
+        MixedPrecision(growth_factor=0.5)
+    assert MixedPrecision(init_scale=1024.0, growth_interval=100).grad_scaler_kwargs == {
+        "init_scale": 1024.0,
+        "growth_interval": 100,
+    }

@@ -255,3 +255,45 @@ def test_instance_attributes_named_after_breakpoints_are_hooks() -> None:
     cb.on_epoch_end = lambda: seen.append(1)  # type: ignore[method-assign]
     fit([cb], epochs=2)
     assert seen == [1, 1]
+
+
+def test_near_miss_hook_names_warn_naming_the_built_in() -> None:
+    with pytest.warns(
+        UserWarning, match=r"'on_epoch_ned' is not a built-in breakpoint but resembles 'on_epoch_end'"
+    ):
+        luz.callback(on_epoch_ned=lambda ctx: None)
+    with pytest.warns(UserWarning, match=r"Typo\.on_trian_end: .* resembles 'on_train_end'"):
+
+        class Typo(luz.Callback):
+            def on_trian_end(self) -> None:
+                pass
+
+
+def test_custom_and_built_in_hook_names_do_not_warn() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        luz.callback(on_epoch_end=lambda ctx: None, on_my_custom_event=lambda ctx: None)
+
+        class Custom(luz.Callback):
+            def on_epoch_end(self) -> None:
+                pass
+
+            def on_generator_step(self) -> None:  # a custom breakpoint, far from every built-in
+                pass
+
+            on_fit_ended = 3  # not a method: not a hook
+
+
+def test_near_miss_hook_still_runs_when_fired() -> None:
+    fired: list[int] = []
+
+    class Fires(luz.Callback):
+        def on_train_batch_end(self) -> None:
+            self.context.call_callbacks("on_epoch_ends")
+
+    with pytest.warns(UserWarning, match="resembles 'on_epoch_end'"):
+        near = luz.callback(on_epoch_ends=lambda ctx: fired.append(ctx.epoch))
+    fit([Fires(), near])
+    assert fired and set(fired) == {1}

@@ -258,3 +258,44 @@ def test_a_reused_save_best_only_checkpoint_starts_over_each_fit(tmp_path: Path)
             best = loss
     assert sorted(os.listdir(tmp_path / "b")) == [f"epoch-{e:02d}.pt" for e in saved]
     assert cb.best == pytest.approx(best)
+
+
+def test_checkpoint_path_is_checked_at_construction(tmp_path: Path) -> None:
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_dir").mkdir()
+    with pytest.raises(
+        ValueError, match=r"unknown field \{epch\}\. The valid fields are \{epoch\}, \{monitor\}"
+    ):
+        ModelCheckpoint(str(tmp_path / "m-{epch}.pt"))
+    with pytest.raises(ValueError, match=r"is an existing directory.*end the path with '/'"):
+        ModelCheckpoint(tmp_path / "a_dir")
+    with pytest.raises(ValueError, match="which is a file, not a directory"):
+        ModelCheckpoint(tmp_path / "a_file" / "deeper" / "m.pt")
+    with pytest.raises(TypeError, match="`path` must be a file path or template"):
+        ModelCheckpoint(None)  # type: ignore[arg-type]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_dir", "a_file"]  # nothing written
+    # a directory with '/' and a template with valid fields and formats are fine
+    ModelCheckpoint(str(tmp_path / "a_dir") + "/")
+    ModelCheckpoint(str(tmp_path / "new" / "m-{epoch:03d}-{monitor_name}-{monitor:.2e}.pt"))
+
+
+def test_checkpoint_in_a_read_only_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    # Root may write anywhere, so the check reads os.access (a read-only mount refuses root too).
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
+    with pytest.raises(PermissionError, match=r"the directory .*locked' is not writable"):
+        ModelCheckpoint(locked / "sub" / "m.pt")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to a read-only directory")
+def test_checkpoint_in_a_chmod_read_only_directory(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError, match="not writable"):
+            ModelCheckpoint(locked / "m.pt")
+    finally:
+        locked.chmod(0o755)

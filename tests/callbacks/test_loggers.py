@@ -155,3 +155,15 @@ def test_importing_luz_does_not_import_tensorboard() -> None:
         "import sys, luz; sys.exit('tensorboard' in sys.modules or 'torch.utils.tensorboard' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_csv_logger_path_is_checked_at_construction(tmp_path: Path) -> None:
+    (tmp_path / "file.txt").write_text("keep")
+    with pytest.raises(ValueError, match=r"is an existing directory, not a file\. Name a CSV file inside it"):
+        CSVLogger(tmp_path)
+    with pytest.raises(ValueError, match=r"file\.txt', which is a file"):
+        CSVLogger(tmp_path / "file.txt" / "log.csv")
+    with pytest.raises(TypeError, match=r"`path` must be a str or os.PathLike, got 3 \(int\)"):
+        CSVLogger(3)  # type: ignore[arg-type]
+    assert (tmp_path / "file.txt").read_text() == "keep"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]

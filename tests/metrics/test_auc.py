@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 import numpy as np
 import pytest
@@ -250,3 +251,21 @@ def test_matches_luz_algorithm_exactly(scale: float) -> None:
     both = torch.cat([pred, 1 - pred])
     expected = _luz_reference(both, torch.cat([positive, ~positive]), grid, True)
     assert micro.compute() == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "error", "words"),
+    [
+        ("abc", TypeError, "`thresholds` must be a non-empty sequence"),
+        ([0.1, "x"], TypeError, "`thresholds[1]` must be a number, got 'x'"),
+        ([], ValueError, "got [] (list)"),
+        ([0.5, math.nan], ValueError, "`thresholds[1]`"),
+        (torch.tensor([0.5, math.nan]), ValueError, "(none NaN)"),
+        ({"a": 0.5}, TypeError, "`thresholds`"),
+    ],
+)
+def test_bad_thresholds_name_the_argument(thresholds: Any, error: type, words: str) -> None:
+    for cls in (BinaryAUROC, MulticlassAUROC):
+        with pytest.raises(error) as info:
+            cls(thresholds=thresholds)
+        assert words in str(info.value)

@@ -167,3 +167,12 @@ def test_non_tensor_inputs_are_a_type_error() -> None:
 @pytest.mark.parametrize("cls", [Accuracy, BinaryAccuracy, BinaryAccuracyWithLogits])
 def test_compute_before_update_is_nan(cls: type[Accuracy]) -> None:
     assert math.isnan(cls().compute())
+
+
+def test_accuracy_takes_no_arguments() -> None:
+    with pytest.raises(
+        TypeError, match=r"Accuracy\(\) takes no arguments, got Accuracy\(3\): the number of classes"
+    ):
+        Accuracy(3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"got Accuracy\(num_classes=3\)"):
+        Accuracy(num_classes=3)  # type: ignore[call-arg]

@@ -80,3 +80,11 @@ def test_rmse_is_sqrt_of_mse() -> None:
     rmse.update(x, y)
     assert rmse.compute() == pytest.approx(math.sqrt(mse.compute()))
     assert rmse.record_name == "rmse" and mse.record_name == "mse"
+
+
+@pytest.mark.parametrize("cls", [MAE, MSE, RMSE])
+def test_regression_metrics_take_no_arguments(cls: type) -> None:
+    with pytest.raises(
+        TypeError, match=rf"{cls.__name__}\(\) takes no arguments, got {cls.__name__}\(reduction='sum'\)"
+    ):
+        cls(reduction="sum")

@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from typing import Any
 
 import torch
 
+from luz._validate import check_count, check_flag, check_real
 from luz.callbacks.base import Callback
+
+
+def _check_scaler_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Check the ``GradScaler`` keywords when the callback is made: the scaler is built only on
+    CUDA, so a typo would otherwise pass on CPU and fail on the first GPU run."""
+    valid = [p for p in inspect.signature(torch.amp.GradScaler).parameters if p != "device"]
+    for name in kwargs:
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise TypeError(
+                f"MixedPrecision got the keyword {name!r}, which torch.amp.GradScaler does not take."
+                f"{hint} Its keywords are: {', '.join(valid)}."
+            )
+    if "init_scale" in kwargs:
+        check_real(kwargs["init_scale"], "init_scale", above=0.0)
+    if "growth_factor" in kwargs:
+        check_real(kwargs["growth_factor"], "growth_factor", above=1.0)
+    if "backoff_factor" in kwargs:
+        check_real(kwargs["backoff_factor"], "backoff_factor", above=0.0, below=1.0)
+    if "growth_interval" in kwargs:
+        check_count(kwargs["growth_interval"], "growth_interval", minimum=1)
+    if "enabled" in kwargs:
+        check_flag(kwargs["enabled"], "enabled")
+    return dict(kwargs)
 
 
 class MixedPrecision(Callback):
@@ -30,7 +58,7 @@ class MixedPrecision(Callback):
     """
 
     def __init__(self, **grad_scaler_kwargs: Any) -> None:
-        self.grad_scaler_kwargs = grad_scaler_kwargs
+        self.grad_scaler_kwargs = _check_scaler_kwargs(grad_scaler_kwargs)
         self.scaler: torch.amp.GradScaler | None = None
         self._autocast: torch.autocast | None = None
         self._pending_state: dict[str, Any] | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -31,6 +32,13 @@ class Callback:
 
     weight: ClassVar[float] = 0.0
     ctx: Context | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Warn about a hook whose name is a near miss of a built-in breakpoint (SPEC §3)."""
+        super().__init_subclass__(**kwargs)
+        for name, value in vars(cls).items():
+            if callable(value):
+                _warn_near_miss(name, f"{cls.__qualname__}.{name}", stacklevel=3)
 
     def teardown(self) -> None:
         """Called once when a run ends, whether it returned or raised (not a breakpoint: no
@@ -153,6 +161,37 @@ _NO_OPS: dict[str, object] = {name: vars(Callback)[name] for name in BREAKPOINTS
 """The declared no-op of each built-in hook: `Callback.hook` skips a method that is still one."""
 
 
+def _warn_near_miss(name: str, where: str, *, stacklevel: int) -> None:
+    """Warn when ``name`` is a custom ``on_*`` name within two edits of a built-in breakpoint:
+    most likely a typo, whose hook would never run. Runs when a class or callback is made."""
+    if not name.startswith("on_") or name in _NO_OPS:
+        return
+    close = [b for b in BREAKPOINTS if _within_two_edits(name, b)]
+    if close:
+        warnings.warn(
+            f"{where}: {name!r} is not a built-in breakpoint but resembles {close[0]!r}, so it "
+            f"only runs if a custom step fires {name!r}. Rename it to {close[0]!r} if that was "
+            "meant (a custom breakpoint name should not be a near miss of a built-in).",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def _within_two_edits(a: str, b: str) -> bool:
+    """Whether the Levenshtein distance of ``a`` and ``b`` is at most 2 (insert, delete, replace)."""
+    if abs(len(a) - len(b)) > 2:
+        return False
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        current = [i]
+        for j, char_b in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
+        if min(current) > 2:  # the distance only grows from here
+            return False
+        previous = current
+    return previous[-1] <= 2
+
+
 class _LambdaCallback(Callback):
     """A callback made by `callback()`: each hook calls a function with the context."""
 
@@ -186,6 +225,7 @@ def callback(*, weight: float = 0.0, **hooks: Callable[[Context], Any]) -> Callb
         raise ValueError("`callback()` needs at least one hook, e.g. on_epoch_end=lambda ctx: ...")
     for name, fn in hooks.items():
         check_breakpoint_name(name, argument=name)
+        _warn_near_miss(name, f"callback({name}=...)", stacklevel=3)
         if not callable(fn):
             raise TypeError(f"`{name}` must be a function taking the context, got {type(fn).__name__}.")
     return _LambdaCallback(dict(hooks), check_real(weight, "weight", finite=False))

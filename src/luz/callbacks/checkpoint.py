@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import string
 import tempfile
 import warnings
 import weakref
@@ -22,7 +23,7 @@ from luz._persist.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
-from luz._validate import check_flag
+from luz._validate import check_flag, check_output_file
 from luz.accelerator import is_writer
 from luz.callbacks.monitor import MonitorCallback
 
@@ -31,6 +32,61 @@ DIRECTORY_TEMPLATE = "epoch-{epoch:02d}-{monitor_name}-{monitor:.3f}.pt"
 
 def _is_directory(path: str) -> bool:
     return path.endswith("/") or path.endswith(os.sep)
+
+
+TEMPLATE_FIELDS = ("epoch", "monitor", "monitor_name")
+"""The fields a `ModelCheckpoint` path template may use."""
+
+
+def check_checkpoint_path(path: object, monitor: str) -> str:
+    """``path`` as a checkpoint file template (a directory gets `DIRECTORY_TEMPLATE`), checked
+    when the callback is made so a bad path fails before any training, not at the first write.
+
+    Raises:
+        TypeError: ``path`` is not a str or ``os.PathLike``.
+        ValueError: it is empty, uses an unknown template field or a bad format, names an
+            existing directory without a trailing ``/``, or lies under an existing file.
+        PermissionError: the directory it would be written in is not writable.
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(
+            f"`path` must be a file path or template (str or os.PathLike), got {path!r} "
+            f"({type(path).__name__}). Pass e.g. 'checkpoints/' or 'model-{{epoch:02d}}.pt'."
+        )
+    text = os.fspath(path)
+    if not isinstance(text, str) or not text:
+        raise ValueError(f"`path` must be a non-empty path or template, got {path!r}.")
+    if _is_directory(text):
+        text += DIRECTORY_TEMPLATE
+    hint = f"To save into it, end the path with '/' ({text.rstrip(os.sep) + '/'!r}); otherwise name a file."
+    check_output_file(Path(_format_sample(text, monitor)), "path", shown=text, directory_hint=hint)
+    return text
+
+
+def _format_sample(text: str, monitor: str) -> str:
+    """``text`` formatted with sample values: an unknown field or a bad format spec fails here."""
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(text) if field is not None]
+    except ValueError as error:  # an unmatched brace
+        raise _template_error(text, f"it is not a valid template ({error})") from None
+    for field in fields:
+        name = field.split(".", 1)[0].split("[", 1)[0]
+        if name not in TEMPLATE_FIELDS:
+            shown = f"{{{field}}}" if field else "{}"
+            raise _template_error(text, f"it uses the unknown field {shown}")
+    try:
+        return text.format(epoch=1, monitor=0.5, monitor_name=monitor)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+        raise _template_error(text, f"formatting it failed ({error})") from None
+
+
+def _template_error(text: str, problem: str) -> ValueError:
+    valid = ", ".join(f"{{{f}}}" for f in TEMPLATE_FIELDS)
+    return ValueError(
+        f"`path` {text!r} is a template for str.format, but {problem}. The valid fields are "
+        f"{valid}, e.g. 'model-{{epoch:02d}}-{{monitor:.3f}}.pt'; write a literal brace as '{{{{' "
+        "or '}}'."
+    )
 
 
 class ModelCheckpoint(MonitorCallback):
@@ -66,10 +122,7 @@ class ModelCheckpoint(MonitorCallback):
         min_delta: float = 0.0,
     ) -> None:
         super().__init__(monitor=monitor, mode=mode, min_delta=min_delta)
-        text = os.fspath(path)
-        if not isinstance(text, str) or not text:
-            raise ValueError(f"`path` must be a non-empty path or template, got {path!r}.")
-        self.path = text + DIRECTORY_TEMPLATE if _is_directory(text) else text
+        self.path = check_checkpoint_path(path, self.monitor)
         directory = os.path.dirname(self.path)
         if "{" not in directory:  # a templated directory has no one place to clean
             remove_stale_temporaries(os.path.join(directory, "x"), any_name=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from luz._persist.atomic import atomic_open
-from luz._validate import invalid, is_flag
+from luz._validate import check_output_file, invalid, is_flag
 from luz.accelerator import is_writer
 from luz.callbacks.base import Callback
 from luz.records import flatten_value
@@ -40,8 +40,11 @@ class CSVLogger(Callback):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         if not isinstance(path, str | os.PathLike):
-            raise TypeError(f"`path` must be a str or a path, got {type(path).__name__}.")
+            raise invalid("path", "a str or os.PathLike", path, "Pass e.g. 'metrics.csv'.", error=TypeError)
         self.path = Path(path).expanduser()
+        # At construction, not at the first write after an epoch of training.
+        hint = "Name a CSV file inside it, e.g. 'logs/metrics.csv'."
+        check_output_file(self.path, "path", shown=os.fspath(path), directory_hint=hint)
         self.rows: list[dict[str, Any]] = []
 
     def on_epoch_end(self) -> None:
@@ -109,7 +112,7 @@ class TensorBoard(Callback):
     def __init__(self, logdir: str | os.PathLike[str] = "logs", histograms: bool | list[str] = False) -> None:
         _require_tensorboard()
         if not isinstance(logdir, str | os.PathLike):
-            raise TypeError(f"`logdir` must be a str or a path, got {type(logdir).__name__}.")
+            raise invalid("logdir", "a str or os.PathLike", logdir, "Pass e.g. 'logs'.", error=TypeError)
         self.histograms: bool | list[str]
         if isinstance(histograms, list | tuple) and all(isinstance(n, str) for n in histograms):
             self.histograms = list(histograms)
@@ -119,6 +122,11 @@ class TensorBoard(Callback):
             expected = "True, False or a list of parameter names"
             raise invalid("histograms", expected, histograms, error=TypeError)
         self.logdir = Path(logdir).expanduser()
+        shown = os.fspath(logdir)
+        if self.logdir.exists() and not self.logdir.is_dir():
+            raise ValueError(f"`logdir` {shown!r} is an existing file, not a directory. Name a directory.")
+        # The event files go to <logdir>/train and <logdir>/valid: check they can, before training.
+        check_output_file(self.logdir / "train" / "events", "logdir", shown=shown)
         self._writers: dict[str, Any] = {}
 
     def _writer(self, run: str) -> Any:

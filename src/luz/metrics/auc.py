@@ -8,13 +8,14 @@ true-negative counts per threshold and integrates the ROC curve.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
-from luz._validate import check_choice, check_count, check_flag
+from luz._validate import check_choice, check_count, check_flag, check_real, invalid
 from luz.metrics._shapes import (
     check_tensors,
     elementwise_pair,
@@ -40,7 +41,7 @@ def threshold_grid(
     ``num_thresholds`` may be any integral number (``1e5`` as in luz's tests, NumPy integers).
     """
     if thresholds is not None:
-        inner = torch.as_tensor(thresholds, dtype=torch.float64).flatten().sort().values
+        inner = _check_thresholds(thresholds).flatten().sort().values
     else:
         # R luz's tests pass `num_thresholds = 1e5`, a double: integral floats are counts here.
         n = check_count(num_thresholds, "num_thresholds", minimum=2, integral_float=True)
@@ -48,6 +49,27 @@ def threshold_grid(
         inner = k / (n - 2)
     ends = torch.tensor([0.0 - _EPS, 1.0 + _EPS], dtype=torch.float64)
     return torch.cat([ends[:1], inner, ends[1:]])
+
+
+def _check_thresholds(thresholds: object) -> torch.Tensor:
+    """``thresholds`` as a float64 tensor: a non-empty sequence or tensor of real numbers, none NaN."""
+    expected = "a non-empty sequence (or tensor) of real numbers, e.g. [0.25, 0.5, 0.75]"
+    hint = "Or leave it None and set `num_thresholds`."
+    sequence = isinstance(thresholds, Sequence | torch.Tensor | np.ndarray)
+    if not sequence or isinstance(thresholds, str | bytes | Mapping):
+        raise invalid("thresholds", expected, thresholds, hint, error=TypeError)
+    if isinstance(thresholds, Sequence):  # each a real number, checked here (names the index)
+        for i, value in enumerate(thresholds):
+            check_real(value, f"thresholds[{i}]", finite=False, hint=hint)
+    try:
+        grid = torch.as_tensor(thresholds, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):  # nested non-numbers in an array
+        raise invalid("thresholds", expected, thresholds, hint, error=TypeError) from None
+    # torch.equal is False when NaN is present; unlike `bool(t.isnan().any())` it is no
+    # tensor-to-bool read (the metric tests count those).
+    if grid.numel() == 0 or not torch.equal(grid, grid):
+        raise invalid("thresholds", expected + " (none NaN)", thresholds, hint)
+    return grid
 
 
 class _AUROCBase(Metric):

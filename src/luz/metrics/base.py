@@ -16,6 +16,15 @@ if TYPE_CHECKING:
     from luz.context import Context
 
 
+def refuse_arguments(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], why: str) -> None:
+    """Raise ``TypeError`` naming what a metric that takes no arguments was given, and why it
+    needs none (``Accuracy(3)`` means "3 classes", which luz reads from the shapes)."""
+    if not args and not kwargs:
+        return
+    given = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+    raise TypeError(f"{name}() takes no arguments, got {name}({given}): {why} Use {name}().")
+
+
 class Metric:
     """Base class for metrics: keep state in ``__init__``, implement ``update`` and ``compute``.
 

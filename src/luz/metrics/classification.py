@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -15,7 +15,7 @@ from luz.metrics._shapes import (
     positive_labels,
     shape_error,
 )
-from luz.metrics.base import Metric
+from luz.metrics.base import Metric, refuse_arguments
 
 
 class _Counts(Metric):
@@ -52,6 +52,11 @@ class Accuracy(_Counts):
         >>> m.compute()
         0.5
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        why = "the number of classes is read from pred's shape (N, C, ...)."
+        refuse_arguments(type(self).__name__, args, kwargs, why)
+        super().__init__()
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         name = type(self).__name__

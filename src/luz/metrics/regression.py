@@ -7,12 +7,12 @@ float64); counts are Python ints taken from shapes. ``update`` never reads value
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from luz.metrics._shapes import accumulator_dtype, elementwise_pair, follow
-from luz.metrics.base import Metric
+from luz.metrics.base import Metric, refuse_arguments
 
 
 class _ErrorSum(Metric):
@@ -20,7 +20,9 @@ class _ErrorSum(Metric):
 
     dist_reduce: ClassVar[dict[str, str]] = {"total": "sum", "count": "sum"}
 
-    def __init__(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        why = "it averages over every element of pred and target, whatever their shape."
+        refuse_arguments(type(self).__name__, args, kwargs, why)
         self.total = torch.zeros((), dtype=accumulator_dtype(torch.device("cpu")))
         self.count = 0
 
