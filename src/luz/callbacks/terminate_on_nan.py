@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -135,7 +136,7 @@ class NaNGuard(Callback):
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = check_flag(enabled, "enabled")
 
-    def hook(self, name: str) -> Any:
+    def hook(self, name: str) -> Callable[[], Any] | None:
         """The hooks of an enabled guard; none when disabled (so it costs nothing)."""
         return super().hook(name) if self.enabled else None
 
