@@ -297,6 +297,63 @@ def test_fit_equals_hand_written_loop(optimizer: type[torch.optim.Optimizer]) ->
     assert not torch.equal(got["fc.weight"], Linear().fc.weight)
 
 
+# -- the last prediction (SPEC §2) -------------------------------------------------------------------
+
+
+def test_the_last_training_prediction_is_kept_detached() -> None:
+    x, y = regression_data(64)
+    seen: dict[str, Any] = {"after_pred": []}
+
+    def at_train_end(ctx: luz.Context) -> None:
+        seen["at_end"] = ctx.pred
+        seen["loss_grad"] = ctx.loss_grad
+
+    spy = luz.callback(
+        on_train_batch_after_pred=lambda ctx: seen["after_pred"].append(ctx.pred),
+        on_train_batch_begin=lambda ctx: (
+            seen.setdefault("before_second", ctx.pred) if ctx.iter == 2 else None
+        ),
+        on_train_end=at_train_end,
+    )
+    luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.05).fit(
+        (x, y), epochs=1, callbacks=[spy], verbose=False, dataloader_options={"batch_size": 16}
+    )
+    last = seen["after_pred"][-1]
+    assert last.grad_fn is not None  # during the batch the prediction has its graph
+    kept = seen["at_end"]
+    assert kept.grad_fn is None and not kept.requires_grad  # the graph is freed
+    assert torch.equal(kept, last.detach()) and kept.shape == (16, 1)
+    assert seen["before_second"].grad_fn is None  # released after every batch, not only the last
+    assert seen["loss_grad"] is None
+
+
+def test_a_structured_prediction_is_kept_detached() -> None:
+    class TwoHeads(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(10, 1)
+
+        def forward(self, x: torch.Tensor) -> dict[str, Any]:
+            out = self.fc(x)
+            return {"mean": out, "both": (out, out * 2), "n": 3}
+
+    def loss(pred: dict[str, Any], target: torch.Tensor) -> torch.Tensor:
+        return nn.functional.mse_loss(pred["mean"], target)
+
+    x, y = regression_data(32)
+    seen: list[Any] = []
+    luz.setup(TwoHeads, loss=loss, optimizer=torch.optim.SGD).set_opt_hparams(lr=0.05).fit(
+        (x, y),
+        epochs=1,
+        verbose=False,
+        callbacks=[luz.callback(on_train_end=lambda ctx: seen.append(ctx.pred))],
+    )
+    (pred,) = seen
+    assert pred["n"] == 3 and pred["mean"].shape == (32, 1)
+    assert not any(t.requires_grad for t in (pred["mean"], *pred["both"]))
+    assert torch.equal(pred["both"][1], pred["mean"] * 2)
+
+
 # -- no host sync during batches -------------------------------------------------------------------
 
 _SYNCS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__")

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from luz import records
+from luz._tree import map_tensors
 from luz.events import SkipEpoch, StopTraining
 from luz.step import predict_batch
 
@@ -104,8 +105,12 @@ def _train(ctx: Context, step: Step, fire: Callable[[str], None]) -> None:
         fire("on_train_batch_begin")
         step()
         fire("on_train_batch_end")
-        # Let the batch's autograd graph go now, not when the next batch overwrites them.
-        ctx.pred = ctx.loss_grad = None
+        # Let the batch's autograd graph go now, not when the next batch overwrites them; the
+        # prediction stays, detached (SPEC §2: a callback at on_train_end reads the last one).
+        ctx.loss_grad = None
+        pred = ctx.pred
+        ctx.pred = pred.detach() if isinstance(pred, torch.Tensor) else map_tensors(pred, torch.Tensor.detach)
+        del pred  # the local would hold the graph until the next batch
     if iteration == 0:
         raise ValueError(
             "The training data produced no batches. With the default drop_last=True a dataset "
@@ -147,9 +152,12 @@ def evaluate_loop(ctx: Context, step: Step, runner: CallbackRunner) -> None:
         _valid(ctx, step, runner.fire, ends_pass=(StopTraining,))
 
 
-def predict_loop(ctx: Context, runner: CallbackRunner) -> list[Any]:
+def predict_loop(
+    ctx: Context, runner: CallbackRunner, predict_kwargs: dict[str, Any] | None = None
+) -> list[Any]:
     """Predict every batch of ``ctx.data``; returns the list of per-batch outputs (those
-    predicted so far if a callback raises `StopTraining`)."""
+    predicted so far if a callback raises `StopTraining`). ``predict_kwargs`` go to the
+    model's ``predict`` method (see `luz.step.predict_batch`)."""
     fire = runner.fire
     ctx.pred = []
     with torch.no_grad():
@@ -158,7 +166,7 @@ def predict_loop(ctx: Context, runner: CallbackRunner) -> list[Any]:
             for batch in ctx.data:  # type: ignore[union-attr]
                 ctx.batch = batch
                 fire("on_predict_batch_begin")
-                ctx.pred.append(predict_batch(ctx))
+                ctx.pred.append(predict_batch(ctx, predict_kwargs))
                 fire("on_predict_batch_end")
         except StopTraining:
             pass
