@@ -240,3 +240,139 @@ def test_stop_training_in_forward_is_not_wrapped() -> None:
     x, y = torch.randn(32, 3), torch.randn(32, 1)
     fitted = _sgd(Stops).set_hparams(in_features=3, out_features=1).fit((x, y), epochs=2, verbose=False)
     assert fitted.records["metrics"]["train"] == []
+
+
+# -- closure optimizers (SPEC §2) ------------------------------------------------------------------
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def test_needs_closure_reads_the_step_signature() -> None:
+    from luz.step import needs_closure
+
+    params = [nn.Parameter(torch.ones(1))]
+    assert needs_closure(torch.optim.LBFGS(params))
+    assert not needs_closure(torch.optim.SGD(params, lr=0.1))  # `closure=None`: optional
+    assert not needs_closure(torch.optim.Adam(params))
+
+    class Requires(torch.optim.SGD):
+        def step(self, closure: Any) -> Any:  # type: ignore[override]
+            return super().step(closure)
+
+    assert needs_closure(Requires(params, lr=0.1))
+
+
+def test_lbfgs_with_the_default_step_equals_a_hand_written_loop() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(64, 3)
+    y = (x @ torch.tensor([[1.0], [-2.0], [0.5]])).tanh() + 0.1 * torch.randn(64, 1)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    counts: dict[str, int] = {}
+
+    def count(name: str) -> Any:
+        return lambda ctx: counts.__setitem__(name, counts.get(name, 0) + 1)
+
+    spy = luz.callback(
+        on_train_batch_after_pred=count("pred"),
+        on_train_batch_after_loss=count("loss"),
+        on_train_batch_before_backward=count("backward"),
+        on_train_batch_before_step=count("step"),
+        on_train_batch_after_step=count("after_step"),
+    )
+    evaluations = [0]
+
+    class Counted(Net):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            evaluations[0] += 1
+            return super().forward(x)
+
+    torch.manual_seed(1)
+    fitted = (
+        luz.setup(Counted, loss=nn.MSELoss(), optimizer=torch.optim.LBFGS)
+        .set_opt_hparams(lr=0.5, max_iter=5)
+        .fit(loader, epochs=2, callbacks=[spy], verbose=False)
+    )
+
+    torch.manual_seed(1)
+    model = Net()
+    opt = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=5)
+    hand_losses = []
+    for _ in range(2):
+        for xb, yb in loader:
+
+            def closure(xb: torch.Tensor = xb, yb: torch.Tensor = yb) -> torch.Tensor:
+                opt.zero_grad()
+                loss = nn.functional.mse_loss(model(xb), yb)
+                loss.backward()  # type: ignore[no-untyped-call]
+                return loss
+
+            hand_losses.append(opt.step(closure))  # type: ignore[arg-type]
+
+    got = dict(fitted.model.named_parameters())
+    for name, param in model.named_parameters():
+        assert torch.equal(got[name], param), name
+    assert not torch.equal(got["body.0.weight"], Net().body[0].weight)
+    # Breakpoints fire once per batch, while LBFGS evaluated the model several times per step.
+    assert counts == dict.fromkeys(["pred", "loss", "backward", "step", "after_step"], 8)
+    assert evaluations[0] > 8
+    # The recorded loss is the batch's loss before the step, as `opt.step(closure)` returns it.
+    last = fitted.records["metrics"]["train"][-1]["loss"]
+    assert last == pytest.approx(torch.stack(hand_losses[4:]).mean().item())
+
+
+def test_ordinary_optimizers_get_no_closure() -> None:
+    calls: list[Any] = []
+
+    class Spy(torch.optim.SGD):
+        def step(self, closure: Any = None) -> Any:
+            calls.append(closure)
+            return super().step(closure)
+
+    x, y = torch.randn(32, 3), torch.randn(32, 1)
+    luz.setup(Net, loss=nn.MSELoss(), optimizer=Spy).set_opt_hparams(lr=0.1).fit(
+        (x, y), epochs=1, verbose=False, dataloader_options={"batch_size": 8}
+    )
+    assert calls == [None] * 4
+
+
+# -- predict keywords (SPEC §1) ---------------------------------------------------------------------
+
+
+class Scaled(Net):
+    def predict(self, x: torch.Tensor, *, scale: float = 1.0) -> torch.Tensor:
+        return self(x) * scale
+
+
+def test_predict_passes_extra_keywords_to_the_model_predict() -> None:
+    x, y = torch.randn(40, 3), torch.randn(40, 1)
+    fitted = (
+        luz.setup(Scaled, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
+        .fit((x, y), epochs=1, verbose=False)
+    )
+    plain = fitted.predict(x)
+    with torch.no_grad():
+        assert torch.equal(plain, fitted.model(x))
+    assert torch.equal(fitted.predict(x, scale=2.0), plain * 2.0)
+    assert torch.equal(luz.predict(fitted, x, stack=False, scale=3.0)[0], plain[:32] * 3.0)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'shift'"):
+        fitted.predict(x, shift=1.0)  # the model's own predict refuses it, as Python does
+
+
+def test_predict_keywords_without_a_predict_method_are_a_type_error() -> None:
+    x, y = torch.randn(40, 3), torch.randn(40, 1)
+    fitted = (
+        luz.setup(Net, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_opt_hparams(lr=0.1)
+        .fit((x, y), epochs=1, verbose=False)
+    )
+    with pytest.raises(TypeError, match=r"'scale', 'shift'.*Net defines no `predict` method"):
+        fitted.predict(x, scale=2.0, shift=1.0)
+    assert fitted.predict(x).shape == (40, 1)

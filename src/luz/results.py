@@ -67,8 +67,10 @@ class Fitted:
         accelerator: Accelerator | None = None,
         verbose: bool | None = None,
         dataloader_options: dict[str, Any] | None = None,
+        **predict_kwargs: Any,
     ) -> Any:
-        """Predictions for ``newdata``: `luz.predict` on this fitted model (see there).
+        """Predictions for ``newdata``: `luz.predict` on this fitted model (see there); extra
+        keywords go to the model's ``predict`` method.
 
         Example:
             >>> preds = fitted.predict(x_test)  # doctest: +SKIP
@@ -83,6 +85,7 @@ class Fitted:
             accelerator=accelerator,
             verbose=verbose,
             dataloader_options=dataloader_options,
+            **predict_kwargs,
         )
 
     def evaluate(

@@ -37,7 +37,7 @@ from luz.metrics.set import as_metric_set
 from luz.module import LuzModule, resolve_loss
 from luz.records import metrics_frame
 from luz.results import Evaluation, Fitted
-from luz.step import default_step
+from luz.step import check_predict_kwargs, default_step
 
 
 def parse_epochs(epochs: object) -> tuple[int, int]:
@@ -259,11 +259,13 @@ def predict(
     accelerator: Accelerator | None = None,
     verbose: bool | None = None,
     dataloader_options: dict[str, Any] | None = None,
+    **predict_kwargs: Any,
 ) -> Any:
     """Predictions of a fitted model for ``newdata``, in order.
 
     What runs: ``on_predict_begin``, then per batch ``on_predict_batch_begin``, the model's
-    ``predict(input)`` method when it defines one (else its forward pass on the batch input),
+    ``predict(input, **predict_kwargs)`` method when it defines one (else its forward pass on
+    the batch input),
     ``on_predict_batch_end``; then ``on_predict_end``. Default callbacks: Progress, Interrupt.
 
     Args:
@@ -275,9 +277,13 @@ def predict(
         accelerator: a `luz.Accelerator` (default: choose the best device).
         verbose: show progress; ``None``: when attached to a terminal or notebook.
         dataloader_options: options for the loader luz builds (``batch_size=32``; never shuffled).
+        **predict_kwargs: passed to the model's ``predict`` method (e.g. ``scale=2.0``).
 
     Returns:
         The stacked predictions, or the list of per-batch outputs.
+
+    Raises:
+        TypeError: ``predict_kwargs`` given for a model without a ``predict`` method.
 
     Example:
         >>> preds = luz.predict(fitted, x_test)  # doctest: +SKIP
@@ -296,7 +302,8 @@ def predict(
         ctx.training = False
         ctx.hparams, ctx.opt_hparams = dict(fitted.hparams), dict(fitted.opt_hparams)
         ctx.data = acc.prepare(loader)
-        predictions = predict_loop(ctx, runner)
+        check_predict_kwargs(model, predict_kwargs)
+        predictions = predict_loop(ctx, runner, predict_kwargs)
         if acc.distributed:  # every rank gets all predictions, in the original order
             ordered = unshard(gather_objects(to_cpu(predictions)))
             predictions = [move_to_device(p, acc.device) for p in ordered]

@@ -6,6 +6,8 @@ public so a custom step can reuse them.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -20,11 +22,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "call_model",
+    "check_predict_kwargs",
     "check_same_shape",
     "compute_loss",
     "default_step",
     "describe",
     "has_forward",
+    "has_predict",
+    "needs_closure",
     "predict_batch",
     "train_step",
     "valid_step",
@@ -43,7 +48,11 @@ def train_step(ctx: Context) -> None:
     """Forward, loss, backward and step for each optimizer in ``ctx.optimizers`` order.
 
     The forward pass is re-run per optimizer, through ``ctx.forward_model`` (the DDP wrapper
-    in a distributed fit); gradients of the current optimizer are zeroed after its step.
+    in a distributed fit); gradients of the current optimizer are zeroed after its step. An
+    optimizer whose ``step`` requires a closure (``torch.optim.LBFGS``, see `needs_closure`)
+    steps with ``opt.step(closure)``, the closure re-running forward, loss and backward
+    (breakpoints fire once per batch); it bypasses ``ctx.step_opt``, as torch's ``GradScaler``
+    supports no closures.
     """
     fire = ctx.fire
     model = ctx.forward_model  # the DDP wrapper in a distributed fit: it averages gradients
@@ -67,9 +76,56 @@ def train_step(ctx: Context) -> None:
         else:
             ctx.backward(ctx.loss_grad)
         fire("on_train_batch_before_step")
-        ctx.step_opt(opt)
+        if needs_closure(opt):
+            opt.step(_closure(ctx, model, opt, loss))  # type: ignore[arg-type]  # torch types it float; LBFGS takes a tensor
+        else:
+            ctx.step_opt(opt)
         opt.zero_grad()
         fire("on_train_batch_after_step")
+
+
+def needs_closure(opt: torch.optim.Optimizer) -> bool:
+    """Whether ``opt.step`` requires a closure (``torch.optim.LBFGS``): its ``step`` has a
+    ``closure`` parameter without a default.
+
+    The rule reads the signature, not a list of classes, so a user's closure optimizer works
+    too; optimizers whose closure is optional (``SGD``, ``Adam``, ...) get none, since
+    calling it would re-run the forward pass for nothing. The answer is cached per class: an
+    ordinary optimizer costs one dict lookup per step.
+    """
+    cls = type(opt)
+    known = _NEEDS_CLOSURE.get(cls)
+    if known is None:
+        closure = inspect.signature(cls.step).parameters.get("closure")
+        known = _NEEDS_CLOSURE[cls] = closure is not None and closure.default is inspect.Parameter.empty
+    return known
+
+
+_NEEDS_CLOSURE: dict[type, bool] = {}
+
+
+def _closure(
+    ctx: Context, model: nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor
+) -> Callable[[], torch.Tensor]:
+    """The closure for ``opt.step``: its first call returns ``loss`` (forward, loss and backward
+    already ran, with their breakpoints); each further call (a line search re-evaluating)
+    zeroes the gradients and re-runs forward, loss and backward without breakpoints, as a
+    hand-written ``closure()`` does (SPEC §2: breakpoints fire once per batch)."""
+    first = [loss]
+
+    def closure() -> torch.Tensor:
+        if first:
+            return first.pop()
+        opt.zero_grad()
+        ctx.pred = call_model(model, ctx.input)
+        again = compute_loss(ctx)
+        if ctx.backward is None:
+            again.backward()  # type: ignore[no-untyped-call]
+        else:
+            ctx.backward(again)
+        return again
+
+    return closure
 
 
 def valid_step(ctx: Context) -> None:
@@ -168,20 +224,39 @@ def _loss_error(error: Exception, pred: Any, target: Any, ctx: Context) -> Excep
     return with_origin(error, message, RuntimeError)
 
 
-def predict_batch(ctx: Context) -> Any:
-    """The prediction for the current batch: ``model.predict(input)`` if the model defines it,
-    else the forward pass on ``ctx.input``."""
+def predict_batch(ctx: Context, predict_kwargs: dict[str, Any] | None = None) -> Any:
+    """The prediction for the current batch: ``model.predict(input, **predict_kwargs)`` if the
+    model defines it, else the forward pass on ``ctx.input`` (``predict_kwargs`` are then
+    refused up front by `check_predict_kwargs`)."""
     model = ctx.model
-    # A method defined on the class, not a submodule that happens to be called `predict`.
-    method = getattr(type(model), "predict", None)
     try:
-        if callable(method) and not isinstance(method, nn.Module):
-            return getattr(model, "predict")(ctx.input)  # noqa: B009 - nn.Module types attributes as Tensor
+        if has_predict(model):
+            predict = getattr(model, "predict")  # noqa: B009 - nn.Module types attributes as Tensor
+            return predict(ctx.input, **predict_kwargs) if predict_kwargs else predict(ctx.input)
         return call_model(model, ctx.input)
     except (StopTraining, SkipEpoch):
         raise
     except Exception as error:
         raise _forward_error(error, ctx, phase="prediction") from error
+
+
+def has_predict(model: nn.Module) -> bool:
+    """Whether ``model`` defines a ``predict`` method: one on its class, not a submodule that
+    happens to be called ``predict``."""
+    method = getattr(type(model), "predict", None)
+    return callable(method) and not isinstance(method, nn.Module)
+
+
+def check_predict_kwargs(model: nn.Module, predict_kwargs: dict[str, Any]) -> None:
+    """Raise ``TypeError`` naming ``predict_kwargs`` when ``model`` has no ``predict`` method
+    to receive them (SPEC §1); nothing to check when there are none."""
+    if predict_kwargs and not has_predict(model):
+        names = ", ".join(repr(k) for k in predict_kwargs)
+        raise TypeError(
+            f"predict() got extra keyword arguments {names}, but {type(model).__name__} defines "
+            "no `predict` method to pass them to: define `predict(self, input, **kwargs)` on the "
+            "model, or drop them."
+        )
 
 
 def _forward_error(error: Exception, ctx: Context, *, phase: str | None = None) -> Exception:
