@@ -376,3 +376,13 @@ def test_predict_keywords_without_a_predict_method_are_a_type_error() -> None:
     with pytest.raises(TypeError, match=r"'scale', 'shift'.*Net defines no `predict` method"):
         fitted.predict(x, scale=2.0, shift=1.0)
     assert fitted.predict(x).shape == (40, 1)
+
+
+def test_a_closure_optimizer_with_a_replaced_step_opt_is_an_error() -> None:
+    def replace_step_opt(ctx: luz.Context) -> None:
+        ctx.step_opt = lambda opt: opt.step()  # as MixedPrecision's GradScaler does on CUDA
+
+    x, y = torch.randn(32, 3), torch.randn(32, 1)
+    module = luz.setup(Net, loss=nn.MSELoss(), optimizer=torch.optim.LBFGS)
+    with pytest.raises(ValueError, match=r"LBFGS needs a closure, but ctx\.step_opt was replaced"):
+        module.fit((x, y), epochs=1, verbose=False, callbacks=[luz.callback(on_fit_begin=replace_step_opt)])

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from luz.batch import call_model, describe, has_forward
+from luz.context import _default_step_opt  # the step a closure optimizer may replace
 from luz.errors import with_origin
 from luz.events import SkipEpoch, StopTraining
 
@@ -51,8 +52,8 @@ def train_step(ctx: Context) -> None:
     in a distributed fit); gradients of the current optimizer are zeroed after its step. An
     optimizer whose ``step`` requires a closure (``torch.optim.LBFGS``, see `needs_closure`)
     steps with ``opt.step(closure)``, the closure re-running forward, loss and backward
-    (breakpoints fire once per batch); it bypasses ``ctx.step_opt``, as torch's ``GradScaler``
-    supports no closures.
+    (breakpoints fire once per batch); a replaced ``ctx.step_opt`` (``MixedPrecision``'s
+    ``GradScaler``, which supports no closures) is then a ``ValueError``.
     """
     fire = ctx.fire
     model = ctx.forward_model  # the DDP wrapper in a distributed fit: it averages gradients
@@ -77,6 +78,8 @@ def train_step(ctx: Context) -> None:
             ctx.backward(ctx.loss_grad)
         fire("on_train_batch_before_step")
         if needs_closure(opt):
+            if ctx.step_opt is not _default_step_opt:
+                raise _closure_step_error(opt)
             opt.step(_closure(ctx, model, opt, loss))  # type: ignore[arg-type]  # torch types it float; LBFGS takes a tensor
         else:
             ctx.step_opt(opt)
@@ -102,6 +105,16 @@ def needs_closure(opt: torch.optim.Optimizer) -> bool:
 
 
 _NEEDS_CLOSURE: dict[type, bool] = {}
+
+
+def _closure_step_error(opt: torch.optim.Optimizer) -> Exception:
+    # `ctx.step_opt(opt)` takes no closure: stepping around it (MixedPrecision's GradScaler on
+    # CUDA) would apply scaled gradients, so refuse instead.
+    return ValueError(
+        f"{type(opt).__name__} needs a closure, but ctx.step_opt was replaced (e.g. by "
+        "MixedPrecision's GradScaler on CUDA), and it steps without one; torch's GradScaler "
+        "does not support closures. Drop the callback that replaced it, or use another optimizer."
+    )
 
 
 def _closure(
