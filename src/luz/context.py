@@ -79,7 +79,7 @@ class Context:
     batch: Any
     """The current batch as the loader produced it (moved to ``device``)."""
     pred: Any
-    """The last prediction (``None`` after each training batch: its graph is not kept); in
+    """The last prediction (kept detached after each training batch: its graph is freed); in
     predict, the list of per-batch predictions so far."""
     loss_fn: Callable[..., torch.Tensor] | None
     """The loss callable ``(pred, target) -> scalar``; callbacks may replace it."""
