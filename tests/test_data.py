@@ -728,3 +728,10 @@ def test_data_warnings_are_reported_at_the_callers_line() -> None:
     for record in (fluent, functional, predicted, evaluated, validated):
         data_warnings = [w for w in record if w.category is UserWarning]
         assert data_warnings and [w.filename for w in data_warnings] == [__file__] * len(data_warnings)
+
+
+def test_a_frame_with_a_text_column_says_to_make_it_numeric() -> None:
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]})
+    with pytest.raises(TypeError, match="numeric dtype"):
+        luz.as_dataloader(frame)
