@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 import luz
+from luz.callbacks import NaNGuard
 from luz.data import TensorBatchDataset, as_dataset, eval_loader, split_valid, training_loader
 
 
@@ -511,3 +512,226 @@ def test_finite_and_integer_training_data_do_not_warn(recwarn: pytest.WarningsRe
     luz.data.warn_non_finite(training_loader((x, labels), None), "training")
     luz.data.warn_non_finite(training_loader(Images(), None), "training")  # not in memory: unchecked
     assert not [w for w in recwarn if "training data" in str(w.message)]
+
+
+# -- real data as people have it (SPEC §4 Beyond): compared with a hand-written torch loop ---------
+
+
+class Mlp(torch.nn.Module):
+    def __init__(self, n_in: int = 4, n_out: int = 3) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Linear(n_in, 8), torch.nn.Linear(8, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def _fit(
+    data: Any, loss: Any, *, epochs: int = 2, dtype: torch.dtype = torch.float32, **fit_kwargs: Any
+) -> Any:
+    torch.manual_seed(7)
+    module = luz.setup(lambda: Mlp().to(dtype), loss=loss, optimizer=torch.optim.Adam).set_opt_hparams(
+        lr=0.01
+    )
+    return module.fit(data, epochs=epochs, verbose=False, **fit_kwargs)
+
+
+def _by_hand(
+    dataset: Any, loss: Any, *, epochs: int = 2, dtype: torch.dtype = torch.float32, **loader: Any
+) -> torch.nn.Module:
+    """The same training as `_fit`, written with a plain `DataLoader` (fit's defaults)."""
+    torch.manual_seed(7)
+    model = Mlp().to(dtype)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    loader = {"batch_size": 32, "shuffle": True, "drop_last": True, **loader}
+    for _ in range(epochs):
+        for batch in DataLoader(dataset, **loader):
+            x, y = (batch["input"], batch["target"]) if isinstance(batch, dict) else batch
+            opt.zero_grad()
+            loss(model(x), y).backward()
+            opt.step()
+    return model
+
+
+def _assert_same_weights(fitted: Any, model: torch.nn.Module) -> None:
+    got = dict(fitted.model.named_parameters())
+    for name, param in model.named_parameters():
+        assert got[name].dtype == param.dtype, name
+        assert torch.equal(got[name].detach(), param.detach()), name
+
+
+def _classes(n: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def test_a_hugging_face_dataset_trains_like_a_dataloader_over_it() -> None:
+    hf = pytest.importorskip("datasets")
+    x, y = _classes()
+    ds = hf.Dataset.from_dict({"input": x.tolist(), "target": y.tolist()}).with_format("torch")
+    loss = torch.nn.CrossEntropyLoss()
+    _assert_same_weights(_fit(ds, loss), _by_hand(ds, loss))
+    fitted = _fit(ds, loss, valid_data=0.2)  # a fraction splits it like any map-style dataset
+    assert len(fitted.records["metrics"]["valid"]) == 2
+    preds = fitted.predict(ds)
+    assert preds.shape == (100, 3)
+
+
+def test_a_map_style_object_without_len_is_refused_with_what_works() -> None:
+    class OnlyGetitem:
+        def __getitem__(self, i: int) -> int:
+            return i
+
+    with pytest.raises(TypeError, match=r"of type OnlyGetitem.*__getitem__ and __len__"):
+        luz.as_dataloader(OnlyGetitem())
+
+
+@pytest.mark.parametrize("kind", ["tuples", "dicts"])
+def test_a_list_of_samples_trains_like_a_dataloader_over_it(kind: str) -> None:
+    x, y = _classes()
+    if kind == "tuples":
+        samples: list[Any] = [(x[i], int(y[i])) for i in range(100)]  # labels are Python ints
+    else:
+        samples = [{"input": x[i], "target": y[i]} for i in range(100)]
+    loss = torch.nn.CrossEntropyLoss()
+    _assert_same_weights(_fit(samples, loss), _by_hand(samples, loss))
+    assert _fit(samples, loss, valid_data=0.25).predict(samples).shape == (100, 3)
+
+
+def test_a_list_of_tensors_is_still_columns() -> None:
+    x, y = _classes()
+    loss = torch.nn.CrossEntropyLoss()
+    _assert_same_weights(_fit([x, y], loss), _by_hand(torch.utils.data.TensorDataset(x, y), loss))
+
+
+def test_pandas_frame_and_series_train_like_their_tensors(recwarn: pytest.WarningsRecorder) -> None:
+    pd = pytest.importorskip("pandas")
+    x, y = _classes()
+    frame = pd.DataFrame(x.double().numpy(), columns=list("abcd"))  # float64 columns
+    labels = pd.Series(y.numpy().astype(np.int32))  # int32 labels: CrossEntropyLoss needs int64
+    loss = torch.nn.CrossEntropyLoss()
+    fitted = _fit((frame, labels), loss)
+    _assert_same_weights(fitted, _by_hand(torch.utils.data.TensorDataset(x, y), loss))
+    assert torch.allclose(fitted.predict(frame), fitted.model(x).detach(), atol=1e-6)
+    assert not [w for w in recwarn if "writable" in str(w.message)]
+
+
+def test_read_only_arrays_are_copied_without_a_warning(recwarn: pytest.WarningsRecorder) -> None:
+    x, y = _classes()
+    xs, ys = x.numpy().copy(), y.numpy().copy()
+    xs.flags.writeable = ys.flags.writeable = False
+    loss = torch.nn.CrossEntropyLoss()
+    _assert_same_weights(_fit((xs, ys), loss), _by_hand(torch.utils.data.TensorDataset(x, y), loss))
+    assert not [w for w in recwarn if "writable" in str(w.message)]
+
+
+# -- dtypes: in-memory data takes the model's floating dtype, integers become int64 ---------------
+
+
+def test_float64_arrays_train_a_double_model_in_float64() -> None:
+    x, y = _classes()
+    loss = torch.nn.CrossEntropyLoss()
+    xs = x.double().numpy() + 1e-12  # float64 detail a float32 round trip would lose
+    fitted = _fit((xs, y.int().numpy()), loss, dtype=torch.float64)
+    by_hand = _by_hand(torch.utils.data.TensorDataset(torch.from_numpy(xs), y), loss, dtype=torch.float64)
+    _assert_same_weights(fitted, by_hand)
+    assert fitted.predict(xs).dtype == torch.float64
+
+
+def test_float64_tensors_train_a_float32_model() -> None:
+    x, y = _classes()
+    loss = torch.nn.CrossEntropyLoss()
+    fitted = _fit((x.double(), y.int()), loss)
+    _assert_same_weights(fitted, _by_hand(torch.utils.data.TensorDataset(x, y), loss))
+    assert fitted.predict(x.double()).dtype == torch.float32
+    assert fitted.evaluate((x.double(), y.int())).get_metrics()["value"].notna().all()
+
+
+def test_datasets_and_loaders_are_used_as_they_are() -> None:
+    x, y = _classes()
+    seen: list[torch.dtype] = []
+
+    class Spy(luz.Callback):
+        def on_train_batch_begin(self) -> None:
+            seen.append(self.ctx.input.dtype)
+
+    ds = torch.utils.data.TensorDataset(x.double(), y)
+    with pytest.raises(RuntimeError, match="dtype"):  # the user's float64 reaches the model
+        _fit(ds, torch.nn.CrossEntropyLoss(), epochs=1, callbacks=[Spy()])
+    assert seen == [torch.float64]
+    (batch,) = next(iter(luz.as_dataloader(np.zeros(4, dtype=np.int32))))
+    assert batch.dtype == torch.int64  # integer data becomes int64, also converted directly
+
+
+# -- options, generators ---------------------------------------------------------------------------
+
+
+class Batches(Dataset[Any]):
+    """A dataset whose items are whole batches (for ``batch_size=None``)."""
+
+    def __init__(self) -> None:
+        self.x, self.y = _classes(96)
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[32 * i : 32 * (i + 1)], self.y[32 * i : 32 * (i + 1)]
+
+
+def test_batch_size_none_uses_items_as_batches_without_adding_options() -> None:
+    loss = torch.nn.CrossEntropyLoss()
+    options = {"batch_size": None}
+    fitted = _fit(Batches(), loss, dataloader_options=options, valid_data=Batches())
+    _assert_same_weights(fitted, _by_hand(Batches(), loss, batch_size=None, shuffle=False, drop_last=False))
+    assert fitted.predict(Batches(), dataloader_options=options).shape == (96, 3)
+    loader = training_loader(Batches(), options)
+    assert loader.batch_size is None and not loader.drop_last
+    assert isinstance(loader.sampler, torch.utils.data.SequentialSampler)
+
+
+def test_a_generator_is_refused_saying_how_to_wrap_it() -> None:
+    x, y = _classes()
+    gen = ((x[i], y[i]) for i in range(100))
+    with pytest.raises(TypeError, match=r"generator.*read only once.*IterableDataset.*DataLoader"):
+        _fit(gen, torch.nn.CrossEntropyLoss())
+    with pytest.raises(TypeError, match="IterableDataset"):
+        luz.as_dataloader(iter([x, y]))
+
+
+# -- data warnings point at the user's line ---------------------------------------------------------
+
+
+def test_data_warnings_are_reported_at_the_callers_line() -> None:
+    x, y = _classes()
+    bad = x.clone()
+    bad[0, 0] = float("nan")
+    module = luz.setup(Mlp, loss=torch.nn.CrossEntropyLoss(), optimizer=torch.optim.Adam)
+    with pytest.warns(UserWarning, match="NaN") as fluent:
+        fitted = module.fit((bad, y), epochs=1, verbose=False, callbacks=[NaNGuard(enabled=False)])
+    with pytest.warns(UserWarning, match="NaN") as functional:
+        luz.fit(module, (bad, y), epochs=1, verbose=False, callbacks=[NaNGuard(enabled=False)])
+    with pytest.warns(UserWarning, match="never shuffled") as predicted:
+        fitted.predict(x, dataloader_options={"shuffle": True})
+    with pytest.warns(UserWarning, match="already a dataloader") as evaluated:
+        fitted.evaluate(
+            DataLoader(torch.utils.data.TensorDataset(x, y)), dataloader_options={"batch_size": 4}
+        )
+    with pytest.warns(UserWarning, match="already a dataloader") as validated:
+        module.fit(
+            (x, y),
+            epochs=1,
+            verbose=False,
+            valid_data=DataLoader(torch.utils.data.TensorDataset(x, y)),
+            dataloader_options={"batch_size": 4},
+        )
+    for record in (fluent, functional, predicted, evaluated, validated):
+        data_warnings = [w for w in record if w.category is UserWarning]
+        assert data_warnings and [w.filename for w in data_warnings] == [__file__] * len(data_warnings)
+
+
+def test_a_frame_with_a_text_column_says_to_make_it_numeric() -> None:
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]})
+    with pytest.raises(TypeError, match="numeric dtype"):
+        luz.as_dataloader(frame)

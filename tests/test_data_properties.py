@@ -180,6 +180,8 @@ def test_nested_data_keeps_its_nesting_and_every_sample_through_a_split(
     tree = draws.draw(nestings(leaves))
     if not isinstance(tree, tuple | list):
         tree = (tree,)
+    if isinstance(tree, list) and all(isinstance(e, tuple) for e in tree):
+        tree = tuple(tree)  # SPEC §4: a list of tuples is a list of samples; columns are a tuple
     train, valid = split_valid(tree, fraction)
     assert len(valid) == math.floor(n * fraction)  # type: ignore[arg-type]
     seen: list[int] = []

@@ -5,13 +5,16 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import os
 import reprlib
+import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
 from luz._validate import check_real
@@ -46,6 +49,9 @@ class TensorBatchDataset(Dataset[Any]):
                 )
         self.tensors = tuple(leaves)
         """The tensors, flattened in order."""
+        # True when luz built it from the user's in-memory data inside fit/predict/evaluate:
+        # its floating tensors then take the model's dtype (`match_model_dtype`).
+        self._from_memory = False
 
     def __len__(self) -> int:
         return int(self.tensors[0].shape[0])
@@ -64,7 +70,9 @@ class TensorBatchDataset(Dataset[Any]):
 
     def subset(self, indices: torch.Tensor) -> TensorBatchDataset:
         """A new dataset with the rows at ``indices`` (copied), nested alike."""
-        return TensorBatchDataset(*self._build([t[indices] for t in self.tensors]))
+        subset = TensorBatchDataset(*self._build([t[indices] for t in self.tensors]))
+        subset._from_memory = self._from_memory
+        return subset
 
 
 def _flatten(x: Any, leaves: list[torch.Tensor]) -> Structure:
@@ -90,28 +98,58 @@ def collate_batch(batch: Any) -> Any:
     return batch
 
 
-def _to_tensor(x: Any) -> torch.Tensor:
+def _pandas_types() -> tuple[type, ...]:
+    # pandas stays unimported until the user imports it: then its objects can exist.
+    pandas = sys.modules.get("pandas")
+    return (pandas.DataFrame, pandas.Series) if pandas is not None else ()
+
+
+def _is_array(x: Any) -> bool:
+    """A tensor, a NumPy array or a pandas DataFrame/Series: one column of in-memory data."""
+    return isinstance(x, (torch.Tensor, np.ndarray, *_pandas_types()))
+
+
+def _to_tensor(x: Any, *, numpy_float: torch.dtype | None = None) -> torch.Tensor:
+    """A tensor from a tensor, array or pandas object; integers become int64.
+
+    Floating NumPy/pandas data becomes ``numpy_float`` when given, else keeps its dtype.
+    """
     if isinstance(x, torch.Tensor):
-        return x
-    array = np.asarray(x)
+        return x.long() if _is_integer(x.dtype) else x
+    is_pandas = isinstance(x, _pandas_types())
+    array = np.asarray(x.to_numpy() if is_pandas else x)
     if array.dtype == object:
-        raise TypeError(f"Cannot convert an array of Python objects ({array.shape}) to a tensor.")
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    # NumPy's float64 default would clash with float32 models: use torch's default float type.
-    if tensor.is_floating_point():
-        tensor = tensor.to(torch.get_default_dtype())
+        raise TypeError(
+            f"Cannot convert an array of Python objects ({array.shape}) to a tensor"
+            + (": give each DataFrame column a numeric dtype." if is_pandas else ".")
+        )
+    array = np.ascontiguousarray(array)
+    if not array.flags.writeable:  # pandas 3 and memory maps hand out read-only arrays
+        array = array.copy()  # torch would warn: its tensor could write to read-only memory
+    tensor = torch.from_numpy(array)
+    if _is_integer(tensor.dtype):
+        return tensor.long()  # what losses and embeddings index with
+    if numpy_float is not None and tensor.is_floating_point():
+        return tensor.to(numpy_float)
     return tensor
+
+
+def _is_integer(dtype: torch.dtype) -> bool:
+    return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
 
 
 @functools.singledispatch
 def as_dataloader(x: Any, **options: Any) -> DataLoader[Any]:
     """Convert data to a `torch.utils.data.DataLoader`.
 
-    Supported: a `DataLoader` (returned as is), map-style and iterable datasets, a tensor or
-    NumPy array (batches are 1-tuples ``(x,)``), and a tuple/list of tensors or arrays with the
-    same first dimension, possibly nested like ``((xa, xb), y)`` (batches are tuples nested
-    alike). Defaults: ``batch_size=32``, no shuffling; other ``options`` go to `DataLoader`.
-    Floating NumPy arrays become tensors of torch's default float type.
+    Supported: a `DataLoader` (returned as is), map-style and iterable datasets, any object
+    with ``__getitem__`` and ``__len__`` (a Hugging Face ``datasets.Dataset``, a list of
+    samples), a tensor, NumPy array or pandas DataFrame/Series (batches are 1-tuples
+    ``(x,)``), and a tuple/list of them with the same first dimension, possibly nested like
+    ``((xa, xb), y)`` (batches are tuples nested alike). A ``list`` whose elements are all
+    tuples or dicts is a list of samples, as `DataLoader` reads it. Defaults:
+    ``batch_size=32``, no shuffling; other ``options`` go to `DataLoader`. Floating NumPy
+    arrays become tensors of torch's default float type, integer data becomes int64.
 
     Register your own types with ``@luz.as_dataloader.register``: a converter takes the data
     and returns a `DataLoader`. Inside ``fit``/``predict``/``evaluate`` luz calls it as
@@ -120,7 +158,7 @@ def as_dataloader(x: Any, **options: Any) -> DataLoader[Any]:
     its own, such as ``batch_size=32``, so it should accept ``**options``.
 
     Raises:
-        TypeError: unsupported type.
+        TypeError: unsupported type, or a generator (it can be read only once).
 
     Example:
         >>> import torch, luz
@@ -128,11 +166,42 @@ def as_dataloader(x: Any, **options: Any) -> DataLoader[Any]:
         >>> len(dl)
         10
     """
-    raise TypeError(
-        f"as_dataloader() does not support data of type {type(x).__name__}. Pass a DataLoader, "
-        "a Dataset, a tensor or array, or a tuple of tensors/arrays, or register a converter "
-        "with @luz.as_dataloader.register."
-    )
+    if isinstance(x, _pandas_types()):
+        return _loader(TensorBatchDataset(_to_tensor(x, numpy_float=torch.get_default_dtype())), options)
+    return _loader(_as_map_style(x), options)
+
+
+def _as_map_style(x: Any) -> Any:
+    """``x`` itself when it reads as a map-style dataset (``__getitem__`` and ``__len__``)."""
+    if isinstance(x, Iterator) or inspect.isgenerator(x):
+        raise TypeError(
+            f"luz cannot use a {type(x).__name__} as data: it can be read only once, and fit reads "
+            "the data every epoch. Wrap the code that makes it in an IterableDataset "
+            "(class Stream(torch.utils.data.IterableDataset): def __iter__(self): return "
+            "make_items()), or pass a DataLoader over such a dataset."
+        )
+    if isinstance(x, str | bytes | Mapping) or not (hasattr(x, "__getitem__") and hasattr(x, "__len__")):
+        raise TypeError(
+            f"as_dataloader() does not support data of type {type(x).__name__}. Pass a DataLoader, "
+            "a torch Dataset or any object with __getitem__ and __len__ (a map-style dataset), "
+            "a tensor, array or pandas object, or a tuple of them, or register a converter with "
+            "@luz.as_dataloader.register."
+        )
+    return x
+
+
+def _loader(x: Any, options: dict[str, Any]) -> DataLoader[Any]:
+    """A `DataLoader` over a dataset (or map-style object) with luz's defaults."""
+    if "batch_sampler" not in options:  # a batch sampler decides the batch size itself
+        options.setdefault("batch_size", 32)
+    if isinstance(x, IterableDataset):
+        options.pop("shuffle", None)  # an iterable dataset decides its own order
+    elif isinstance(x, TensorBatchDataset) or _is_tensor_subset(x):
+        if "collate_fn" in options:
+            x = _PerSample(x)  # the user's collate_fn expects a list of samples
+        else:
+            options["collate_fn"] = collate_batch
+    return DataLoader(x, **options)
 
 
 @as_dataloader.register
@@ -148,16 +217,7 @@ def _(x: DataLoader, **options: Any) -> DataLoader[Any]:  # type: ignore[type-ar
 
 @as_dataloader.register
 def _(x: Dataset, **options: Any) -> DataLoader[Any]:  # type: ignore[type-arg]
-    if "batch_sampler" not in options:  # a batch sampler decides the batch size itself
-        options.setdefault("batch_size", 32)
-    if isinstance(x, IterableDataset):
-        options.pop("shuffle", None)  # an iterable dataset decides its own order
-    elif isinstance(x, TensorBatchDataset) or _is_tensor_subset(x):
-        if "collate_fn" in options:
-            x = _PerSample(x)  # the user's collate_fn expects a list of samples
-        else:
-            options["collate_fn"] = collate_batch
-    return DataLoader(x, **options)
+    return _loader(x, options)
 
 
 class _PerSample(Dataset[Any]):
@@ -173,32 +233,38 @@ class _PerSample(Dataset[Any]):
         return self.dataset[index]
 
 
-def _is_tensor_subset(x: Dataset[Any]) -> bool:
+def _is_tensor_subset(x: Any) -> bool:
     return isinstance(x, Subset) and isinstance(x.dataset, TensorBatchDataset)
 
 
 @as_dataloader.register(torch.Tensor)
 @as_dataloader.register(np.ndarray)
-def _(x: Any, **options: Any) -> DataLoader[Any]:
-    return as_dataloader(TensorBatchDataset(_to_tensor(x)), **options)
-
-
 @as_dataloader.register(tuple)
 @as_dataloader.register(list)
-def _(x: Sequence[Any], **options: Any) -> DataLoader[Any]:
-    return as_dataloader(as_dataset(x), **options)
+def _(x: Any, **options: Any) -> DataLoader[Any]:
+    return _loader(as_dataset(x), options)
 
 
 def _is_tensor_tree(x: Any) -> bool:
-    if isinstance(x, torch.Tensor | np.ndarray):
+    if _is_array(x):
         return True
     return isinstance(x, tuple | list) and bool(x) and all(_is_tensor_tree(e) for e in x)
 
 
-def _tree_to_tensors(x: Any) -> Any:
+def _tree_to_tensors(x: Any, numpy_float: torch.dtype | None) -> Any:
     if isinstance(x, tuple | list):
-        return tuple(_tree_to_tensors(e) for e in x)
-    return _to_tensor(x)
+        return tuple(_tree_to_tensors(e, numpy_float) for e in x)
+    return _to_tensor(x, numpy_float=numpy_float)
+
+
+def _is_sample_list(x: Any) -> bool:
+    """A list of samples (all tuples or all dicts), as ``DataLoader(list)`` reads it; a tuple,
+    or a list holding a tensor/array, is columns."""
+    return (
+        isinstance(x, list)
+        and bool(x)
+        and (all(isinstance(e, tuple) for e in x) or all(isinstance(e, Mapping) for e in x))
+    )
 
 
 def _odd_kinds(x: Sequence[Any]) -> set[str]:
@@ -209,28 +275,74 @@ def _odd_kinds(x: Sequence[Any]) -> set[str]:
     for e in x:
         if isinstance(e, tuple | list):
             kinds |= _odd_kinds(e)
-        elif not isinstance(e, torch.Tensor | np.ndarray):
+        elif not _is_array(e):
             kinds.add(type(e).__name__)
     return kinds
 
 
 def as_dataset(x: Any) -> Dataset[Any]:
-    """Convert tensors, arrays or a (nested) tuple/list of them to a dataset; datasets pass
-    through."""
+    """Convert tensors, arrays or a (nested) tuple/list of them to a dataset; datasets, lists
+    of samples and other map-style objects pass through.
+
+    Floating NumPy/pandas data becomes torch's default float type, integer data int64."""
+    return _dataset(x, numpy_float=torch.get_default_dtype())
+
+
+def _dataset(x: Any, *, numpy_float: torch.dtype | None) -> Dataset[Any]:
     if isinstance(x, Dataset):
         return x
-    if isinstance(x, torch.Tensor | np.ndarray):
-        return TensorBatchDataset(_to_tensor(x))
+    if _is_array(x):
+        return TensorBatchDataset(_to_tensor(x, numpy_float=numpy_float))
+    if _is_sample_list(x):
+        return x  # type: ignore[no-any-return]  # DataLoader indexes a list like a dataset
     if _is_tensor_tree(x):
-        return TensorBatchDataset(*_tree_to_tensors(x))
+        return TensorBatchDataset(*_tree_to_tensors(x, numpy_float))
     if isinstance(x, tuple | list):
         raise TypeError(
-            "A tuple/list of data must hold tensors or NumPy arrays (or tuples/lists of them) "
-            f"with the same first dimension; got elements of type {', '.join(sorted(_odd_kinds(x)))}."
+            "A tuple/list of data must hold tensors, NumPy arrays or pandas objects (or "
+            "tuples/lists of them) with the same first dimension, or be a list of samples (all "
+            f"tuples or all dicts); got elements of type {', '.join(sorted(_odd_kinds(x)))}."
         )
+    if isinstance(x, Iterator) or inspect.isgenerator(x) or not isinstance(x, str | bytes | Mapping):
+        return _as_map_style(x)  # type: ignore[no-any-return]
     raise TypeError(
         f"Cannot make a dataset from {type(x).__name__}: pass a Dataset, a tensor/array or a tuple of them."
     )
+
+
+def _memory_dataset(x: Any) -> Any:
+    """What luz trains on for ``x`` inside fit/predict/evaluate: in-memory data becomes a
+    `TensorBatchDataset` whose floats keep their dtype until `match_model_dtype`."""
+    dataset = _dataset(x, numpy_float=None)
+    if isinstance(dataset, TensorBatchDataset) and dataset is not x:
+        dataset._from_memory = True
+    return dataset
+
+
+def float_dtype(model: nn.Module) -> torch.dtype:
+    """The model's floating dtype: that of its first floating parameter (or buffer), else
+    torch's default."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.get_default_dtype()
+
+
+def match_model_dtype(model: nn.Module, *loaders: Any) -> None:
+    """Give the floating tensors of the in-memory data behind ``loaders`` the model's dtype.
+
+    Only data luz converted from tensors/arrays is cast (once, in place, before the first
+    batch); datasets and DataLoaders of the user's are used as they are."""
+    dtype = float_dtype(model)
+    for loader in loaders:
+        dataset = loader
+        while dataset is not None and not isinstance(dataset, TensorBatchDataset):
+            dataset = getattr(dataset, "dataset", None)  # DataLoader, Subset, wrappers
+        if dataset is None or not dataset._from_memory:
+            continue
+        dataset.tensors = tuple(
+            t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t for t in dataset.tensors
+        )
 
 
 def check_fraction(value: object) -> float:
@@ -259,13 +371,13 @@ def split_valid(data: Any, fraction: float) -> tuple[Dataset[Any], Dataset[Any]]
             "`valid_data` as a fraction cannot split a DataLoader: pass a Dataset (or tensors) "
             "as `data`, or pass the validation DataLoader as `valid_data`."
         )
-    dataset = as_dataset(data)
+    dataset = _memory_dataset(data)
     if isinstance(dataset, IterableDataset):
         raise ValueError(
             "`valid_data` as a fraction cannot split an IterableDataset: pass separate "
             "validation data instead."
         )
-    n = len(dataset)  # type: ignore[arg-type]
+    n = len(dataset)
     n_valid = math.floor(n * fraction)
     perm = torch.randperm(n)
     valid_idx, _ = torch.sort(perm[:n_valid])
@@ -277,7 +389,7 @@ def split_valid(data: Any, fraction: float) -> tuple[Dataset[Any], Dataset[Any]]
 
 _LOADER_KEYS = frozenset(inspect.signature(DataLoader).parameters) - {"dataset"}
 _OWN_CONVERTERS = frozenset(
-    as_dataloader.dispatch(t) for t in (DataLoader, Dataset, torch.Tensor, np.ndarray, tuple, list)
+    as_dataloader.dispatch(t) for t in (object, DataLoader, Dataset, torch.Tensor, np.ndarray, tuple, list)
 )
 
 
@@ -308,9 +420,15 @@ def training_loader(data: Any, options: Mapping[str, Any] | None) -> DataLoader[
     # A sampler or batch sampler of the user's decides order (and batches): defaults that
     # DataLoader refuses alongside them are left out.
     defaults: dict[str, Any] = {}
-    if "batch_sampler" not in opts:
+    if "batch_size" in opts and opts["batch_size"] is None:
+        pass  # items are batches: DataLoader refuses drop_last then, and shuffle was not asked for
+    elif "batch_sampler" not in opts:
         defaults.update(batch_size=32, drop_last=True)
-    if not isinstance(data, IterableDataset) and not {"sampler", "batch_sampler"} & opts.keys():
+    if (
+        not isinstance(data, IterableDataset)
+        and not {"sampler", "batch_sampler"} & opts.keys()
+        and not ("batch_size" in opts and opts["batch_size"] is None)
+    ):
         defaults["shuffle"] = True
     return _convert(data, opts, defaults)
 
@@ -320,20 +438,16 @@ def eval_loader(data: Any, options: Mapping[str, Any] | None, *, role: str) -> D
     opts = check_loader_options(options)
     if isinstance(data, DataLoader):
         if opts:
-            warnings.warn(
+            warn_at_user_line(
                 f"`dataloader_options` ({', '.join(map(str, opts))}) are ignored for the {role} "
                 "data: it is already a dataloader (a torch DataLoader). Set them when you "
-                "create that DataLoader.",
-                UserWarning,
-                stacklevel=3,
+                "create that DataLoader."
             )
         return data
     if opts.pop("shuffle", False) and role != "validation":
-        warnings.warn(
+        warn_at_user_line(
             f"`shuffle=True` in `dataloader_options` is ignored for predictions and evaluation: "
-            f"the {role} data is never shuffled. Leave `shuffle` out of the options.",
-            UserWarning,
-            stacklevel=3,
+            f"the {role} data is never shuffled. Leave `shuffle` out of the options."
         )
     defaults = {} if "batch_sampler" in opts else {"batch_size": 32}
     return _convert(data, opts, defaults)
@@ -350,7 +464,7 @@ def _convert(data: Any, options: dict[str, Any], defaults: dict[str, Any]) -> Da
                 f"`dataloader_options` has keys DataLoader does not accept: "
                 f"{', '.join(map(repr, unknown))}. Valid keys: {', '.join(sorted(_LOADER_KEYS))}."
             )
-        return converter(data, **{**defaults, **options})
+        return _loader(_memory_dataset(data), {**defaults, **options})
     name = f"{getattr(converter, '__module__', '?')}.{getattr(converter, '__qualname__', converter)}"
     try:
         loader = converter(data, **options)
@@ -390,11 +504,9 @@ def warn_non_finite(loader: DataLoader[Any], role: str) -> None:
         if bool(finite.all()):
             continue
         bad = finite.numel() - int(finite.sum())
-        warnings.warn(
+        warn_at_user_line(
             f"The {role} data's {names[i]} tensor (shape {tuple(tensor.shape)}) holds {bad} NaN or "
-            "infinite value(s): the loss will not be finite. Clean or impute them before fitting.",
-            UserWarning,
-            stacklevel=3,
+            "infinite value(s): the loss will not be finite. Clean or impute them before fitting."
         )
 
 
@@ -413,3 +525,15 @@ def _leaf_names(structure: tuple[Structure, ...]) -> dict[int, str]:
     for position, node in enumerate(structure):
         walk(node, ("input", "target")[position] if position < 2 else f"element {position}")
     return names
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn_at_user_line(message: str) -> None:
+    """A `UserWarning` reported at the first caller outside luz (the user's ``fit(...)`` line),
+    whichever way luz was entered (``luz.fit``, ``LuzModule.fit``, ``Fitted.predict``, …)."""
+    level, frame = 1, sys._getframe(0)
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, UserWarning, stacklevel=level)

@@ -30,7 +30,7 @@ from luz.callbacks.defaults import Interrupt, Metrics, Profile, TrainValid
 from luz.callbacks.progress import Progress, default_verbose
 from luz.callbacks.terminate_on_nan import NaNGuard, TerminateOnNaN
 from luz.context import Context
-from luz.data import eval_loader, split_valid, training_loader, warn_non_finite
+from luz.data import eval_loader, match_model_dtype, split_valid, training_loader, warn_non_finite
 from luz.events import StopTraining, Terminated
 from luz.loop import evaluate_loop, fit_loop, predict_loop
 from luz.metrics.set import as_metric_set
@@ -185,6 +185,7 @@ def fit(
             train_dl, valid_dl = _distribute_loaders(acc, train_dl, valid_dl)
 
         model = acc.prepare(module.build_model())
+        match_model_dtype(model, train_dl, valid_dl)  # in-memory floats take the model's dtype
         if compile_options is not None:
             model.compile(**compile_options)  # compiles __call__ in place: same class, same keys
         ctx.hparams, ctx.opt_hparams = dict(module.hparams), dict(module.opt_hparams)
@@ -297,6 +298,7 @@ def predict(
         if acc.distributed:
             loader = shard_eval_loader(loader, rank=acc.rank, world=acc.world_size)
         model = acc.prepare(fitted.model)
+        match_model_dtype(model, loader)
         model.eval()
         ctx.model = model
         ctx.training = False
@@ -372,6 +374,7 @@ def evaluate(
             loader = shard_eval_loader(loader, rank=acc.rank, world=acc.world_size)
         module = fitted.module
         model = acc.prepare(fitted.model)
+        match_model_dtype(model, loader)
         model.eval()
         ctx.model = model
         ctx.training = False
