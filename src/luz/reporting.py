@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from luz.records import Records, format_value, metric_rows
@@ -58,33 +57,37 @@ def evaluation_summary(records: Records) -> str:
     return "\n".join(["A `luz.Evaluation`", _rule("Results"), *_metric_lines(valid[-1] if valid else None)])
 
 
-def require_matplotlib() -> Any:
-    """Import ``matplotlib.pyplot`` (headless-safe) or explain which extra to install."""
-    try:
-        import matplotlib
+def new_figure(**kwargs: Any) -> Any:
+    """A ``matplotlib.figure.Figure`` built without ``pyplot``, or an error naming the extra.
 
-        interactive = matplotlib.get_backend().lower() not in (
-            "agg",
-            "module://matplotlib_inline.backend_inline",
-        )
-        if interactive and not os.environ.get("DISPLAY") and os.name != "nt":
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    The figure is not registered with pyplot's figure manager, so a notebook shows the
+    returned figure once (not also the "current" figure at the end of the cell), and nothing
+    accumulates in ``pyplot.get_fignums()``. ``savefig`` works on it with any backend.
+    """
+    try:
+        from matplotlib.figure import Figure
     except ImportError as error:
         raise ImportError(
             "Plotting needs matplotlib: pip install 'pyluz[plot]' (or pip install matplotlib)."
         ) from error
-    return plt
+    return Figure(**kwargs)
+
+
+def integer_ticks(axis: Any) -> None:
+    """Put major ticks of ``axis`` (an x or y axis) on integers only: epochs are whole numbers."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
 
 
 def plot_metrics(records: Records) -> Any:
     """A Figure with one axis per metric; x = epoch, one line with markers per set."""
-    plt = require_matplotlib()
     rows = metric_rows(records)
     names = list(dict.fromkeys(metric for _, metric, _, _ in rows))
     if not names:
         raise ValueError("There are no metrics to plot: the records are empty.")
-    fig, axes = plt.subplots(len(names), 1, figsize=(6, 2.6 * len(names)), squeeze=False, sharex=True)
+    fig = new_figure(figsize=(6, 2.6 * len(names)))
+    axes = fig.subplots(len(names), 1, squeeze=False, sharex=True)
     for ax, name in zip(axes[:, 0], names, strict=True):
         for set_name in ("train", "valid"):
             points = [(e, v) for s, m, e, v in rows if s == set_name and m == name]
@@ -95,5 +98,6 @@ def plot_metrics(records: Records) -> Any:
         ax.set_ylabel(name)
         ax.legend()
     axes[-1, 0].set_xlabel("epoch")
+    integer_ticks(axes[-1, 0].xaxis)  # shared x: one locator serves every panel
     fig.tight_layout()
     return fig
