@@ -57,6 +57,7 @@ LAYERS: dict[int, set[str]] = {
         "callbacks.checkpoint",
         "callbacks.resume",
         "callbacks.lr_scheduler",
+        "callbacks.lr_monitor",
         "callbacks.gradient_clip",
         "callbacks.amp",
         "callbacks.mixup",
