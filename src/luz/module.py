@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
+from luz._hints import keras_hints
 from luz._validate import check_real, normalize_optimizers
 from luz.errors import with_origin
 from luz.metrics.set import MetricSet, as_metric_set
@@ -286,6 +287,7 @@ class LuzModule:
 
     # -- running --------------------------------------------------------------------------
 
+    @keras_hints  # as on luz.fit: Keras-style calls get a hint naming the pyluz way
     def fit(
         self,
         data: Any,
