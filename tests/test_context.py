@@ -191,7 +191,9 @@ def test_callbacks_are_sorted_and_bound() -> None:
     assert ctx.callbacks == [early, late]
     assert early.ctx is ctx
     ctx.clean()
-    assert early.ctx is None and ctx.callbacks == []
+    assert ctx.callbacks == []
+    with pytest.raises(RuntimeError, match="not attached"):
+        _ = early.ctx
     with pytest.raises(TypeError, match=r"luz\.Callback instances"):
         CallbackRunner([object()])
     with pytest.raises(AttributeError):

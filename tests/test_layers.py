@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: dict[int, set[str]] = {
     # L0 · vocabulary and primitives (stdlib and torch only)
-    0: {"events", "errors", "_validate", "_tree", "_dist", "_persist"},
+    0: {"events", "errors", "_validate", "_hints", "_tree", "_dist", "_persist"},
     # L1 · the data of a run
     1: {"records", "batch", "data", "_dist.group", "_dist.collectives", "_dist.sharding"},
     # L2 · shared state
@@ -57,6 +57,7 @@ LAYERS: dict[int, set[str]] = {
         "callbacks.checkpoint",
         "callbacks.resume",
         "callbacks.lr_scheduler",
+        "callbacks.lr_monitor",
         "callbacks.gradient_clip",
         "callbacks.amp",
         "callbacks.mixup",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -120,6 +121,17 @@ def test_plot_has_log_x_axis_and_two_lines(tmp_path: object) -> None:
     import os
 
     assert os.path.getsize(path) > 1000
+
+
+def test_plot_is_not_registered_with_pyplot(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    x, y = regression_data(64)
+    fig = luz.lr_finder(_module(), (x, y), steps=10, verbose=False).plot()
+    fig.savefig(tmp_path / "lr.png")
+    assert (tmp_path / "lr.png").read_bytes()[:4] == b"\x89PNG"
+    assert plt.get_fignums() == []
 
 
 def test_a_sweep_into_divergence_runs_every_step_without_the_nan_guard() -> None:

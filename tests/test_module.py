@@ -188,7 +188,9 @@ def test_failed_setup_detaches_callbacks() -> None:
     rec = make_recorder()
     with pytest.raises(ValueError, match="valid_data"):
         sgd_module().fit((x, y), epochs=1, valid_data=3, callbacks=[rec], verbose=False)
-    assert rec.ctx is None and rec.calls == []
+    assert rec.calls == []
+    with pytest.raises(RuntimeError, match="not attached"):
+        _ = rec.ctx
 
 
 def test_valid_fraction_with_dataloader_data() -> None:

@@ -57,3 +57,18 @@ def test_missing_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match=r"pyluz\[plot\]"):
         fitted.plot()
+
+
+def test_figure_is_built_without_pyplot_and_has_integer_epoch_ticks(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    fig = _fitted(valid=True).plot()
+    # Not registered with pyplot: a notebook shows the returned figure once, nothing accumulates.
+    assert plt.get_fignums() == []
+    fig.savefig(tmp_path / "metrics.png")
+    assert plt.get_fignums() == []
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if 1 <= t <= 3]
+        assert ticks == [1.0, 2.0, 3.0], ticks
+        assert all(float(t).is_integer() for t in ax.get_xticks())

@@ -14,7 +14,7 @@ from luz.callbacks.progress import default_verbose
 from luz.callbacks.terminate_on_nan import NaNGuard
 from luz.events import StopTraining
 from luz.module import LuzModule
-from luz.reporting import require_matplotlib
+from luz.reporting import new_figure
 from luz.run import fit
 
 if TYPE_CHECKING:
@@ -208,8 +208,8 @@ class LRFinderResult:
 
     def plot(self) -> Any:
         """A matplotlib Figure: raw loss dotted, smoothed loss solid, log-10 learning rate axis."""
-        plt = require_matplotlib()
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig = new_figure(figsize=(6, 4))
+        ax = fig.subplots()
         ax.plot(self.lr, self.loss, linestyle=":", label="loss")
         ax.plot(self.lr, self.smoothed_loss(), linestyle="-", label="smoothed loss")
         ax.set_xscale("log", base=10)

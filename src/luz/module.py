@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
+from luz._hints import keras_hints
 from luz._validate import check_real, normalize_optimizers
 from luz.errors import with_origin
 from luz.metrics.set import MetricSet, as_metric_set
+from luz.reporting import count_parameters, render_fields_html
 
 if TYPE_CHECKING:
     from luz.accelerator import Accelerator
@@ -285,6 +287,7 @@ class LuzModule:
 
     # -- running --------------------------------------------------------------------------
 
+    @keras_hints  # as on luz.fit: Keras-style calls get a hint naming the pyluz way
     def fit(
         self,
         data: Any,
@@ -320,17 +323,28 @@ class LuzModule:
             "unknown": "the model's loss() or step()",
         }.get(loss_source(None, self.module), "none")
 
-    def __repr__(self) -> str:
-        lines = [
-            "<LuzModule>",
-            f"  module:      {_name(self.module)}",
-            f"  loss:        {_describe(self.loss, self._own_loss())}",
-            f"  optimizer:   {_describe(self.optimizer, 'module.set_optimizers()')}",
-            f"  metrics:     train={self.metrics.names('train')}, valid={self.metrics.names('valid')}",
-            f"  hparams:     {self.hparams}",
-            f"  opt_hparams: {self.opt_hparams}",
+    def _fields(self) -> list[tuple[str, str]]:
+        if isinstance(self.module, nn.Module):
+            total, trainable = count_parameters(self.module)
+            parameters = f"{total:,} ({trainable:,} trainable)"
+        else:
+            parameters = "counted when fit builds the model"  # building it here would run user code
+        return [
+            ("module", _name(self.module)),
+            ("parameters", parameters),
+            ("loss", _describe(self.loss, self._own_loss())),
+            ("optimizer", _describe(self.optimizer, "module.set_optimizers()")),
+            ("metrics", f"train={self.metrics.names('train')}, valid={self.metrics.names('valid')}"),
+            ("hparams", str(self.hparams)),
+            ("opt_hparams", str(self.opt_hparams)),
         ]
-        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return "\n".join(["<LuzModule>", *(f"  {name + ':':<13}{value}" for name, value in self._fields())])
+
+    def _repr_html_(self) -> str:
+        """The fields of ``repr`` as an HTML table, for notebooks (all text escaped)."""
+        return render_fields_html("`luz.LuzModule`", self._fields())
 
 
 def _describe(value: object, fallback: str) -> str:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from luz.records import Records, evaluation_frame, metrics_frame
-from luz.reporting import evaluation_summary, fitted_summary, plot_metrics
+from luz.reporting import evaluation_sections, fitted_sections, plot_metrics, render_html, render_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -124,8 +124,11 @@ class Fitted:
         return plot_metrics(self.records)
 
     def __repr__(self) -> str:
-        text = fitted_summary(self.records, self.model)
-        return text if self.stop_reason is None else f"{text}\n\nTraining ended early: {self.stop_reason}."
+        return render_text("A `luz.Fitted`", fitted_sections(self.records, self.model, self.stop_reason))
+
+    def _repr_html_(self) -> str:
+        """The summary of ``repr`` as HTML, for notebooks (all text escaped)."""
+        return render_html("A `luz.Fitted`", fitted_sections(self.records, self.model, self.stop_reason))
 
 
 class Evaluation:
@@ -139,4 +142,8 @@ class Evaluation:
         return evaluation_frame(self.records)
 
     def __repr__(self) -> str:
-        return evaluation_summary(self.records)
+        return render_text("A `luz.Evaluation`", evaluation_sections(self.records))
+
+    def _repr_html_(self) -> str:
+        """The summary of ``repr`` as HTML, for notebooks (all text escaped)."""
+        return render_html("A `luz.Evaluation`", evaluation_sections(self.records))

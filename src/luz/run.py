@@ -20,6 +20,7 @@ from torch import nn
 from luz._dist.collectives import gather_objects
 from luz._dist.sharding import distribute_train_loader, shard_eval_loader, unshard
 from luz._dist.sync import DistributedSync, HeldStop
+from luz._hints import keras_hints
 from luz._persist.rng import sync_random_state
 from luz._tree import to_cpu
 from luz._validate import check_count, check_flag, check_optional_flag, invalid, is_flag, is_number_text
@@ -98,6 +99,7 @@ def _runner(acc: Accelerator, callbacks: list[Callback], *, fit: bool = False) -
     return CallbackRunner(callbacks)
 
 
+@keras_hints  # fit(x, y), batch_size=, validation_split=, device= → a TypeError naming the pyluz way
 def fit(
     module: LuzModule,
     data: Any,

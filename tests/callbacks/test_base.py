@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -157,7 +161,8 @@ def test_self_ctx_is_set_during_run_and_cleared_after() -> None:
     spy = Spy()
     fit([spy])
     assert isinstance(seen[0], luz.Context)
-    assert spy.ctx is None
+    with pytest.raises(RuntimeError, match="not attached to a running context"):
+        _ = spy.ctx
 
 
 def test_custom_breakpoint_from_a_hook() -> None:
@@ -297,3 +302,27 @@ def test_near_miss_hook_still_runs_when_fired() -> None:
         near = luz.callback(on_epoch_ends=lambda ctx: fired.append(ctx.epoch))
     fit([Fires(), near])
     assert fired and set(fired) == {1}
+
+
+def test_self_ctx_is_typed_context_for_mypy_strict_in_user_code(tmp_path: Path) -> None:
+    # The README's own callback: `self.ctx.epoch` must type-check without a None check.
+    user = tmp_path / "user_callback.py"
+    user.write_text(
+        "import luz\n\n\n"
+        "class PrintEpoch(luz.Callback):\n"
+        "    def on_epoch_end(self) -> None:\n"
+        "        epoch: int = self.ctx.epoch\n"
+        "        print(epoch, self.ctx.get_metric('loss', 'train'))\n\n\n"
+        "def attached(cb: luz.Callback) -> luz.Context:\n"
+        "    return cb.ctx\n"
+    )
+    src = Path(luz.__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir", os.devnull, str(user)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MYPYPATH": str(src)},
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

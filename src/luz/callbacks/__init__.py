@@ -7,6 +7,7 @@ from luz.callbacks.defaults import Interrupt, Metrics, Profile, TrainValid
 from luz.callbacks.early_stopping import EarlyStopping
 from luz.callbacks.gradient_clip import GradientClip
 from luz.callbacks.loggers import CSVLogger, TensorBoard
+from luz.callbacks.lr_monitor import LRMonitor
 from luz.callbacks.lr_scheduler import LRScheduler
 from luz.callbacks.mixup import Mixup, MixupLoss, MixupTarget, mixup
 from luz.callbacks.monitor import MonitorCallback
@@ -22,6 +23,7 @@ __all__ = [
     "GradientClip",
     "Interrupt",
     "KeepBestModel",
+    "LRMonitor",
     "LRScheduler",
     "Metrics",
     "MixedPrecision",

@@ -4,13 +4,43 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from luz._validate import check_real
 from luz.events import BREAKPOINTS, check_breakpoint_name
 
 if TYPE_CHECKING:
     from luz.context import Context
+
+
+class _RunningContext:
+    """The descriptor behind `Callback.ctx`: reads give a `Context` (so ``self.ctx.epoch``
+    type-checks in users' code without a ``None`` check), or raise a clear error outside a run;
+    a run assigns the context when it starts and ``None`` when it ends.
+
+    The value lives in the instance's ``__dict__`` under ``"ctx"``, where a plain attribute
+    would be, so copies and ``vars(callback)`` look as before. A read costs one dict lookup.
+    """
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> _RunningContext: ...
+
+    @overload
+    def __get__(self, obj: object, owner: type[Any] | None = None) -> Context: ...
+
+    def __get__(self, obj: object | None, owner: type[Any] | None = None) -> Context | _RunningContext:
+        if obj is None:
+            return self
+        ctx: Context | None = obj.__dict__.get("ctx")
+        if ctx is None:
+            raise RuntimeError(
+                f"{type(obj).__name__} is not attached to a running context: `self.ctx` exists only "
+                "while fit(), evaluate() or predict() runs its hooks."
+            )
+        return ctx
+
+    def __set__(self, obj: object, value: Context | None) -> None:
+        obj.__dict__["ctx"] = value
 
 
 class Callback:
@@ -31,7 +61,8 @@ class Callback:
     """
 
     weight: ClassVar[float] = 0.0
-    ctx: Context | None = None
+    ctx = _RunningContext()
+    """The running `Context` (typed `Context`); outside a run, reading it raises ``RuntimeError``."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Warn about a hook whose name is a near miss of a built-in breakpoint (SPEC §3)."""
@@ -47,9 +78,7 @@ class Callback:
 
     @property
     def context(self) -> Context:
-        """``self.ctx``, asserted present (for type checkers)."""
-        if self.ctx is None:
-            raise RuntimeError(f"{type(self).__name__} is not attached to a running context.")
+        """``self.ctx`` (kept from when ``ctx`` was typed ``Context | None``)."""
         return self.ctx
 
     def __repr__(self) -> str:
