@@ -34,7 +34,7 @@ fit:
         on_valid_batch_end
       on_valid_end
     on_epoch_end
-    (the epoch commits: its records stay, ctx.after_epoch_end actions run)
+    (the epoch commits, even if on_epoch_end stopped training: ctx.after_epoch_end actions run)
   if StopTraining was raised:
     on_early_stopping
   if KeyboardInterrupt was raised:

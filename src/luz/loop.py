@@ -11,6 +11,7 @@ level              caught here                 cancel path
 fit                ``StopTraining``            ``on_early_stopping``, then ``on_fit_end``
 fit                ``KeyboardInterrupt``       ``on_interrupt``, then ``on_fit_end``
 epoch              ``SkipEpoch``               the next epoch
+epoch end          ``StopTraining`` re-raised the epoch commits, then the fit level's path
 validation pass    ``StopTraining`` (evaluate) ``on_valid_end`` with the batches seen
 predict            ``StopTraining``            ``on_predict_end`` with the batches predicted
 =================  ==========================  ===================================================
@@ -88,7 +89,11 @@ def _epoch(ctx: Context, step: Step, runner: CallbackRunner) -> None:
             records.rollback(mark)
             raise
         # From here on the epoch's records stay, whatever its end hooks raise.
-        fire("on_epoch_end")
+        try:
+            fire("on_epoch_end")
+        except StopTraining:
+            runner.commit_epoch()  # the epoch is complete: an early stop keeps it
+            raise
         runner.commit_epoch()
     except SkipEpoch:
         pass
