@@ -100,6 +100,12 @@ def check_breakpoint_name(name: str, *, argument: str = "name", custom: bool = T
     )
 
 
+EPOCH_END_STOP = "luz.epoch_end_stop"
+"""The ``ctx.buffers`` key holding the `StopTraining` an ``on_epoch_end`` hook raised, set
+before that epoch commits (so a commit action such as `AutoResume` can save that the fit
+stopped there)."""
+
+
 class StopTraining(Exception):  # noqa: N818 - a signal, not an error
     """Raise anywhere during `fit` to end training gracefully.
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from luz import records
-from luz.events import SkipEpoch, StopTraining
+from luz.events import EPOCH_END_STOP, SkipEpoch, StopTraining
 from luz.step import predict_batch
 
 if TYPE_CHECKING:
@@ -91,7 +91,8 @@ def _epoch(ctx: Context, step: Step, runner: CallbackRunner) -> None:
         # From here on the epoch's records stay, whatever its end hooks raise.
         try:
             fire("on_epoch_end")
-        except StopTraining:
+        except StopTraining as signal:
+            ctx.buffers[EPOCH_END_STOP] = signal  # the commit's actions may save the stop
             runner.commit_epoch()  # the epoch is complete: an early stop keeps it
             raise
         runner.commit_epoch()

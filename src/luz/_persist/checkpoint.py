@@ -78,7 +78,7 @@ def run_shape(ctx: Context) -> dict[str, Any]:
     loader = unwrap_loader(ctx.train_data)
     dataset = getattr(loader, "dataset", None)
     try:
-        samples = len(dataset) if dataset is not None else None  # type: ignore[arg-type]
+        samples = len(dataset) if dataset is not None else None
     except TypeError:  # an IterableDataset without __len__
         samples = None
     sampler = getattr(loader, "sampler", None)

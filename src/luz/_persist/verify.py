@@ -29,6 +29,7 @@ _PARTS: dict[str, type | tuple[type, ...]] = {
     "rng": dict,
     "distributed": dict,
     "run": dict,
+    "stopped": dict,
 }
 """The type of each part a checkpoint may hold (which ones it holds depends on its writer)."""
 

@@ -25,7 +25,7 @@ from luz._validate import check_flag
 from luz.accelerator import is_writer, unwrap_loader
 from luz.callbacks.base import Callback
 from luz.callbacks.terminate_on_nan import BUFFER_KEY
-from luz.events import SkipEpoch
+from luz.events import EPOCH_END_STOP, SkipEpoch, StopTraining
 
 
 def last_checkpoint(directory: Path) -> Path | None:
@@ -125,7 +125,8 @@ class AutoResume(Callback):
 
     When each epoch commits (after every callback's ``on_epoch_end``, an early stop's epoch
     included) the full state (model, optimizers, records, callback states and every random
-    stream) is written atomically to ``path``, once. At ``on_fit_begin``, if ``path`` exists,
+    stream) is written atomically to ``path``, once; after the epoch that stopped the fit, the
+    file also says so, and a rerun killed before the fit ended stops there again. At ``on_fit_begin``, if ``path`` exists,
     that state is loaded and the epochs up to the saved one are skipped. The file is deleted
     when the fit ends normally or early-stops, and kept when it fails with an error, is
     interrupted or was stopped by `TerminateOnNaN`; a model with NaN or infinite weights is
@@ -189,6 +190,15 @@ class AutoResume(Callback):
         # state, which is put back untouched at the last skipped epoch.
         load_checkpoint_into_context(ctx, copy.deepcopy(state), name=str(self.path))
         self._pending = state
+        stopped = state.get("stopped")
+        if stopped is not None:
+            # Killed after the commit of the epoch that stopped the fit, before it ended: end
+            # it again there, as the uninterrupted run did (no epoch more).
+            self._pending = None
+            ctx.epoch = self._resume_epoch
+            stop = StopTraining(str(stopped.get("reason", "")))
+            stop.raised_by = str(stopped.get("raised_by") or "") or None
+            raise stop
 
     def on_epoch_begin(self) -> None:
         if self._pending is None:
@@ -215,6 +225,9 @@ class AutoResume(Callback):
                 stacklevel=2,
             )
             return
+        stop = ctx.buffers.get(EPOCH_END_STOP)
+        if isinstance(stop, StopTraining):  # this epoch stopped the fit: a resume ends there
+            state["stopped"] = {"reason": str(stop), "raised_by": stop.raised_by or ""}
         if is_writer(ctx.accelerator):
             write_checkpoint(state, self.path)
 
