@@ -149,7 +149,7 @@ def test_a_changed_run_is_an_error_listing_each_difference(
     path = tmp_path / "state.pt"
     digest = _crashed(path)
     steps = Steps()
-    with pytest.raises(ValueError, match="state.pt") as caught:
+    with pytest.raises(ValueError, match=r"state\.pt") as caught:
         _fit([AutoResume(path), steps], **change)
     for word in [*words, "strict=False"]:
         assert word in str(caught.value)

@@ -126,12 +126,12 @@ class AutoResume(Callback):
     When each epoch commits (after every callback's ``on_epoch_end``, an early stop's epoch
     included) the full state (model, optimizers, records, callback states and every random
     stream) is written atomically to ``path``, once; after the epoch that stopped the fit, the
-    file also says so, and a rerun killed before the fit ended stops there again. At ``on_fit_begin``, if ``path`` exists,
-    that state is loaded and the epochs up to the saved one are skipped. The file is deleted
-    when the fit ends normally or early-stops, and kept when it fails with an error, is
-    interrupted or was stopped by `TerminateOnNaN`; a model with NaN or infinite weights is
-    never written. On CPU with a fixed thread count, a run resumed after a kill at any instant
-    is bitwise identical to an uninterrupted run with the same callbacks.
+    file also says so, and a rerun killed before the fit ended stops there again. At
+    ``on_fit_begin``, if ``path`` exists, that state is loaded and the epochs up to the saved
+    one are skipped. The file is deleted when the fit ends normally or early-stops, and kept
+    when it fails with an error, is interrupted or was stopped by `TerminateOnNaN`; a model
+    with NaN or infinite weights is never written. On CPU with a fixed thread count, a run
+    resumed after a kill at any instant is bitwise identical to an uninterrupted run with the same callbacks.
 
     At ``on_fit_begin`` an existing ``path`` is verified (checksum, structure, each part
     against this run): a damaged or inconsistent file is a ``ValueError`` naming it and the
