@@ -13,6 +13,8 @@ import functools
 import hashlib
 import importlib.util
 import math
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import luz
 from luz.callbacks import (
+    AutoResume,
     CSVLogger,
     EarlyStopping,
     GradientClip,
@@ -33,6 +36,7 @@ from luz.callbacks import (
     MixedPrecision,
     Mixup,
     ModelCheckpoint,
+    ResumeFromCheckpoint,
     TensorBoard,
 )
 from luz.metrics import (
@@ -586,6 +590,68 @@ CASES: list[Case] = [
         FileNotFoundError,
         "nope.pt",
     ),
+    c("save-path-none", lambda e: luz.save(e.fitted, None), TypeError, "`path`", "NoneType"),
+    c("save-path-int", lambda e: luz.save(e.fitted, 3), TypeError, "`path`", "int"),
+    c("save-to-directory", lambda e: luz.save(e.fitted, e.directory), ValueError, "`path`", "existing_dir"),
+    c(
+        "save-under-a-file",
+        lambda e: luz.save(e.fitted, e.file / "m.luz"),
+        ValueError,
+        "`path`",
+        "existing.txt",
+        "is a file",
+    ),
+    c(
+        "save-weights-path-none",
+        lambda e: luz.save_model_weights(e.fitted, None),
+        TypeError,
+        "save_model_weights",
+        "`path`",
+    ),
+    c(
+        "save-weights-to-directory",
+        lambda e: luz.save_model_weights(e.fitted, e.directory),
+        ValueError,
+        "`path`",
+        "existing_dir",
+    ),
+    c("load-path-none", lambda e: luz.load(None), TypeError, "load", "`path`", "NoneType"),
+    c(
+        "load-weights-path-none",
+        lambda e: luz.load_model_weights(e.fitted, None),
+        TypeError,
+        "`path`",
+    ),
+    # -- resuming --------------------------------------------------------------------------
+    c("auto-resume-none", lambda e: AutoResume(None), TypeError, "AutoResume", "`path`", "NoneType"),
+    c("auto-resume-int", lambda e: AutoResume(3), TypeError, "AutoResume", "`path`"),
+    c(
+        "auto-resume-directory",
+        lambda e: AutoResume(e.directory),
+        ValueError,
+        "AutoResume",
+        "`path`",
+        "is a directory",
+        "state.pt",
+    ),
+    c(
+        "auto-resume-strict-str",
+        lambda e: AutoResume(e.tmp / "state.pt", strict="no"),
+        TypeError,
+        "strict",
+    ),
+    c(
+        "resume-from-missing-file",
+        lambda e: ResumeFromCheckpoint(e.tmp / "missing.pt"),
+        UserWarning,  # SPEC §6: a warning when made; the fit starts from scratch
+        "ResumeFromCheckpoint",
+        "missing.pt",
+    ),
+    # -- predict/evaluate with something that is not fitted --------------------------------
+    c("predict-a-class", lambda e: luz.predict(Net, X), TypeError, "`fitted`", "Net", "luz.setup"),
+    c("predict-a-module", lambda e: luz.predict(module(), X), TypeError, "`fitted`", "LuzModule", ".fit("),
+    c("evaluate-a-module", lambda e: luz.evaluate(module(), DATA), TypeError, "`fitted`", "LuzModule"),
+    c("evaluate-none", lambda e: luz.evaluate(None, DATA), TypeError, "`fitted`", "NoneType"),
     # -- lr_finder -------------------------------------------------------------------------
     c(
         "lr-finder-class",
@@ -703,3 +769,36 @@ def test_bad_input_fails_clearly_before_any_step(bad: Case, fitted: luz.Fitted, 
         assert word in message, f"{word!r} not in the message: {message}"
     assert STEPS[0] == 0, "an optimizer step ran before the error"
     assert _snapshot(tmp_path) == before, "a file was created or changed"
+
+
+_FULL_DISK = """
+import resource, signal, sys
+import torch, luz
+from torch import nn
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+fitted = (
+    luz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+    .set_hparams(in_features=200, out_features=200).set_opt_hparams(lr=0.01)
+    .fit((torch.randn(32, 200), torch.randn(32, 200)), epochs=1, verbose=False)
+)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # the model file is about 160 kB
+try:
+    luz.save(fitted, sys.argv[1])
+except OSError as error:
+    print(type(error).__name__, error)
+    sys.exit(3)
+"""
+
+
+def test_a_full_disk_during_save_names_the_file_and_keeps_the_old_one(tmp_path: Path) -> None:
+    target = tmp_path / "model.luz"
+    target.write_bytes(b"the previous model")
+    script = tmp_path / "save.py"
+    script.write_text(_FULL_DISK)
+    done = subprocess.run(
+        [sys.executable, str(script), str(target)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "OSError" in done.stdout and str(target) in done.stdout and "save()" in done.stdout
+    assert target.read_bytes() == b"the previous model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.luz", "save.py"]  # no temporary left

@@ -494,3 +494,27 @@ def test_stop_training_ends_evaluate_and_predict_early() -> None:
     assert ev.get_metrics()["metric"].tolist() == ["loss"]
     preds = fitted.predict(x, callbacks=[stop], dataloader_options={"batch_size": 16})
     assert preds.shape == (16, 1)
+
+
+def test_an_epoch_whose_end_hook_stops_training_still_commits() -> None:
+    # The epoch is complete: ctx.after_epoch_end actions run for it, then the fit stops.
+    committed: list[int] = []
+
+    class Stop(luz.Callback):
+        def on_fit_begin(self) -> None:
+            self.context.after_epoch_end(lambda: committed.append(self.context.epoch))
+
+        def on_epoch_end(self) -> None:
+            if self.context.epoch == 2:
+                raise luz.StopTraining("enough")
+
+    x, y = torch.randn(32, 3), torch.randn(32, 1)
+    fitted = (
+        luz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+        .set_hparams(in_features=3, out_features=1)
+        .set_opt_hparams(lr=0.1)
+        .fit((x, y), epochs=5, verbose=False, callbacks=[Stop()])
+    )
+    assert committed == [1, 2]
+    assert len(fitted.records["metrics"]["train"]) == 2
+    assert fitted.stop_reason is not None and "enough" in fitted.stop_reason

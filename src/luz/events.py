@@ -34,7 +34,7 @@ fit:
         on_valid_batch_end
       on_valid_end
     on_epoch_end
-    (the epoch commits: its records stay, ctx.after_epoch_end actions run)
+    (the epoch commits, even if on_epoch_end stopped training: ctx.after_epoch_end actions run)
   if StopTraining was raised:
     on_early_stopping
   if KeyboardInterrupt was raised:
@@ -98,6 +98,12 @@ def check_breakpoint_name(name: str, *, argument: str = "name", custom: bool = T
     raise ValueError(
         f"`{argument}`={name!r} is not a built-in breakpoint. Use one of: {', '.join(BREAKPOINTS)}."
     )
+
+
+EPOCH_END_STOP = "luz.epoch_end_stop"
+"""The ``ctx.buffers`` key holding the `StopTraining` an ``on_epoch_end`` hook raised, set
+before that epoch commits (so a commit action such as `AutoResume` can save that the fit
+stopped there)."""
 
 
 class StopTraining(Exception):  # noqa: N818 - a signal, not an error

@@ -11,6 +11,7 @@ level              caught here                 cancel path
 fit                ``StopTraining``            ``on_early_stopping``, then ``on_fit_end``
 fit                ``KeyboardInterrupt``       ``on_interrupt``, then ``on_fit_end``
 epoch              ``SkipEpoch``               the next epoch
+epoch end          ``StopTraining`` re-raised the epoch commits, then the fit level's path
 validation pass    ``StopTraining`` (evaluate) ``on_valid_end`` with the batches seen
 predict            ``StopTraining``            ``on_predict_end`` with the batches predicted
 =================  ==========================  ===================================================
@@ -32,7 +33,7 @@ import torch
 
 from luz import records
 from luz._tree import map_tensors
-from luz.events import SkipEpoch, StopTraining
+from luz.events import EPOCH_END_STOP, SkipEpoch, StopTraining
 from luz.step import predict_batch
 
 if TYPE_CHECKING:
@@ -89,7 +90,12 @@ def _epoch(ctx: Context, step: Step, runner: CallbackRunner) -> None:
             records.rollback(mark)
             raise
         # From here on the epoch's records stay, whatever its end hooks raise.
-        fire("on_epoch_end")
+        try:
+            fire("on_epoch_end")
+        except StopTraining as signal:
+            ctx.buffers[EPOCH_END_STOP] = signal  # the commit's actions may save the stop
+            runner.commit_epoch()  # the epoch is complete: an early stop keeps it
+            raise
         runner.commit_epoch()
     except SkipEpoch:
         pass

@@ -253,6 +253,18 @@ def _distribute_loaders(acc: Accelerator, train_dl: Any, valid_dl: Any) -> tuple
     return train, valid
 
 
+def _check_fitted(fitted: object, function: str) -> None:
+    if isinstance(fitted, Fitted):
+        return
+    if isinstance(fitted, LuzModule):
+        given, fix = "a LuzModule that is not fitted yet", "call .fit(data) on it first"
+    elif isinstance(fitted, type):
+        given, fix = f"the class {fitted.__name__}", "set it up and fit it: luz.setup(...).fit(data)"
+    else:
+        given, fix = f"a {type(fitted).__name__}", "pass the result of fit()"
+    raise TypeError(f"luz.{function}(): `fitted` must be a luz.Fitted, got {given}; {fix}.")
+
+
 def predict(
     fitted: Fitted,
     newdata: Any,
@@ -291,6 +303,7 @@ def predict(
     Example:
         >>> preds = luz.predict(fitted, x_test)  # doctest: +SKIP
     """
+    _check_fitted(fitted, "predict")
     stack = check_flag(stack, "stack")
     acc, show = _check_run_options(verbose, accelerator)
     runner = _runner(acc, [Progress(), Interrupt(), *as_callback_list(callbacks)])
@@ -366,6 +379,7 @@ def evaluate(
     Example:
         >>> luz.evaluate(fitted, (x_test, y_test)).get_metrics()  # doctest: +SKIP
     """
+    _check_fitted(fitted, "evaluate")
     acc, show = _check_run_options(verbose, accelerator)
     defaults = [Profile(), Metrics(), Progress(), Interrupt()]
     runner = _runner(acc, [*defaults, *as_callback_list(callbacks)])

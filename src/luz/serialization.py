@@ -134,6 +134,45 @@ def _check_fitted(fitted: object, function: str) -> Fitted:
     return fitted
 
 
+def _check_path(path: object, function: str) -> Path:
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"{function}(): `path` must be a file path (a str or os.PathLike), got "
+            f"{type(path).__name__} {path!r}."
+        )
+    return Path(path)
+
+
+def _check_target(path: object, function: str) -> Path:
+    """``path`` as a file that can be written: not a directory, not under a file."""
+    target = _check_path(path, function).expanduser()
+    if target.is_dir():
+        raise ValueError(
+            f"{function}(): `path`={str(target)!r} is a directory; pass a file path inside it, "
+            f"e.g. {str(target / 'model.safetensors')!r}."
+        )
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(
+                    f"{function}(): `path`={str(target)!r} is under {str(parent)!r}, which is a "
+                    "file, not a directory: choose another path."
+                )
+            break
+    return target
+
+
+def _write(target: Path, data: bytes, function: str) -> None:
+    try:
+        atomic_write_bytes(target, data)
+    except OSError as error:  # a full disk or a file size limit: say which file
+        raise OSError(
+            error.errno,
+            f"{function}() could not write {str(target)!r}: {error.strerror or error}. Nothing "
+            "was replaced (a file already there is unchanged); free space or choose another path.",
+        ) from error
+
+
 # -- save / load -------------------------------------------------------------------------------------
 
 
@@ -152,8 +191,12 @@ def save(fitted: Fitted, path: str | os.PathLike[str]) -> None:
     (``torchrun``), only rank 0 writes; the call returns at once on the other ranks.
 
     Raises:
-        TypeError: ``fitted`` is not a `luz.Fitted`, or hparams/opt_hparams/records hold values
-            that are not JSON-friendly (the message names the offending entry).
+        TypeError: ``fitted`` is not a `luz.Fitted`, ``path`` is not a path, or
+            hparams/opt_hparams/records hold values that are not JSON-friendly (the message
+            names the offending entry).
+        ValueError: ``path`` is a directory or lies under a file.
+        OSError: the write failed (a full disk); the message names the file, and a file
+            already at ``path`` is unchanged.
 
     Example:
         >>> import tempfile, os, torch, luz
@@ -169,6 +212,7 @@ def save(fitted: Fitted, path: str | os.PathLike[str]) -> None:
         {'in_features': 3, 'out_features': 1}
     """
     fitted = _check_fitted(fitted, "save")
+    target = _check_target(path, "save")
     cls = type(fitted.model)
     meta = {
         "version": MODEL_VERSION,
@@ -182,7 +226,7 @@ def save(fitted: Fitted, path: str | os.PathLike[str]) -> None:
     text = json.dumps(meta)
     data = safetensors_bytes(_state_tensors(fitted.model), metadata={"format": MODEL_FORMAT, "pyluz": text})
     if is_writer(None):  # under torchrun every rank holds the same model: rank 0 writes
-        atomic_write_bytes(path, data)
+        _write(target, data, "save")
 
 
 def load(path: str | os.PathLike[str], module: type[nn.Module] | LuzModule | None = None) -> Fitted:
@@ -205,6 +249,7 @@ def load(path: str | os.PathLike[str], module: type[nn.Module] | LuzModule | Non
     Example:
         >>> fitted = luz.load("model.safetensors", module=Net)  # doctest: +SKIP
     """
+    _check_path(path, "load")
     tensors, metadata = _read_safetensors(path, MODEL_FORMAT)
     meta = _model_metadata(metadata, path)
     hparams = from_json(meta["hparams"])
@@ -325,11 +370,11 @@ def save_model_weights(fitted: Fitted, path: str | os.PathLike[str]) -> None:
         >>> luz.save_model_weights(fitted, "weights.safetensors")  # doctest: +SKIP
     """
     fitted = _check_fitted(fitted, "save_model_weights")
+    target = _check_target(path, "save_model_weights")
     if not is_writer(None):  # under torchrun every rank holds the same model: rank 0 writes
         return
-    atomic_write_bytes(
-        path, safetensors_bytes(_state_tensors(fitted.model), metadata={"format": WEIGHTS_FORMAT})
-    )
+    data = safetensors_bytes(_state_tensors(fitted.model), metadata={"format": WEIGHTS_FORMAT})
+    _write(target, data, "save_model_weights")
 
 
 def load_model_weights(fitted: Fitted, path: str | os.PathLike[str]) -> None:
@@ -344,7 +389,7 @@ def load_model_weights(fitted: Fitted, path: str | os.PathLike[str]) -> None:
         >>> luz.load_model_weights(fitted, "weights.safetensors")  # doctest: +SKIP
     """
     fitted = _check_fitted(fitted, "load_model_weights")
-    tensors = _read_state_dict(Path(path))
+    tensors = _read_state_dict(_check_path(path, "load_model_weights"))
     check_model_state(fitted.model, tensors, repr(str(path)), "weights")
     fitted.model.load_state_dict(tensors)
 

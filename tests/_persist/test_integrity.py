@@ -34,15 +34,16 @@ class Steps(luz.Callback):
 
 
 class FailAt(luz.Callback):
-    """Raises at the end of ``epoch`` (after AutoResume, whose weight is inf, wrote it)."""
+    """Raises once ``epoch`` is complete (committed, so AutoResume wrote it): at the next
+    epoch's begin."""
 
     weight = math.inf
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def on_epoch_end(self) -> None:
-        if self.context.epoch == self.epoch:
+    def on_epoch_begin(self) -> None:
+        if self.context.epoch == self.epoch + 1:
             raise RuntimeError(f"simulated failure at epoch {self.epoch}")
 
 
@@ -274,6 +275,8 @@ def test_a_damaged_state_leaves_the_model_unchanged(tmp_path: Path) -> None:
         module.fit(
             regression_data(),
             epochs=5,
+            valid_data=0.2,  # the run that wrote the state (`_fit`): only the rng part differs
+            dataloader_options={"batch_size": 16},
             verbose=False,
             callbacks=[Before(), Grab(), AutoResume(path), After()],
         )

@@ -378,35 +378,39 @@ class InfCrash(luz.Callback):
 
 
 def test_r_row_20_skipped_epochs_see_the_saved_state(tmp_path: Path) -> None:
-    # The crash comes after AutoResume's own write (both weight inf, AutoResume first): epoch 5
-    # is saved, and every skipped epoch starts from the weights and optimizer at its end.
+    # The crash in epoch 5's on_epoch_end comes before the epoch commits (R luz, writing in
+    # AutoResume's own hook, saves epoch 5 here): epoch 4 is saved, and every skipped epoch
+    # starts from the weights and optimizer at its end.
     class EndWeights(Snapshot):
         def on_epoch_end(self) -> None:
             self.begin[self.context.epoch] = self._state()
 
     auto, crash, first = AutoResume(tmp_path / "state.pt"), InfCrash(), EndWeights()
+    _seed()  # the same data: epoch 5 is trained again
     with pytest.raises(RuntimeError, match="Error on epoch 5"):
         _linear_fit([first, auto, crash])
-    assert read_checkpoint(tmp_path / "state.pt")["epoch"] == 5
+    assert read_checkpoint(tmp_path / "state.pt")["epoch"] == 4
+    _seed()
     second = Snapshot()
     resumed = _linear_fit([second, auto, crash])
     metrics = resumed.get_metrics()
     assert len(metrics) == 10
     assert metrics.iloc[:5].reset_index(drop=True).equals(crash.metrics.reset_index(drop=True))
     for epoch in range(1, 6):
-        assert_identical(first.begin[5], second.begin[epoch], f"epoch {epoch}")
+        assert_identical(first.begin[4], second.begin[epoch], f"epoch {epoch}")
 
 
-def test_r_row_22_a_later_inf_callback_is_saved_before_its_hook(tmp_path: Path) -> None:
-    # list(autoresume, cb_state, inter), all weight inf: AutoResume writes epoch 5 before the
-    # counter's increment and the crash; the resumed run ends at 10 (R's expectation).
+def test_r_row_22_a_later_inf_callback_is_saved_after_its_hook(tmp_path: Path) -> None:
+    # list(autoresume, cb_state, inter), all weight inf: epoch 5 crashes before it commits, so
+    # epoch 4 is saved with the counter after its hook; the resumed run ends at 11, as an
+    # uninterrupted run does (R luz writes inside AutoResume's hook and expects 10).
     auto, crash = AutoResume(tmp_path / "state.pt"), InfCrash()
     crashed = Counter()
     with pytest.raises(RuntimeError):
         _linear_fit([auto, crashed, crash])
     resumed = Counter()
     _linear_fit([auto, resumed, crash])
-    assert (crashed.i, resumed.i) == (6, 10)
+    assert (crashed.i, resumed.i) == (6, 11)
 
 
 class ResumeOrder(luz.Callback):

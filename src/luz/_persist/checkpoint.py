@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch.utils.data import RandomSampler
 
 from luz._dist.collectives import gather_objects
 from luz._dist.sharding import distributed_sampler
@@ -22,7 +23,7 @@ from luz._persist.atomic import atomic_write_with
 from luz._persist.digest import ALGORITHM, content_digest
 from luz._persist.plain import plain
 from luz._persist.rng import get_rng_state, set_rng_state
-from luz._persist.verify import check_against_fit, check_structure, restoring
+from luz._persist.verify import check_against_fit, check_run_shape, check_structure, restoring
 from luz.accelerator import is_writer, unwrap_loader
 
 if TYPE_CHECKING:
@@ -65,8 +66,39 @@ def checkpoint_state(ctx: Context) -> dict[str, Any]:
         records=plain(ctx.records, "ctx.records"),
         callbacks=callbacks,
         rng=get_rng_state(_loaders(ctx)),
+        run=run_shape(ctx),
         **_distributed_state(ctx),
     )
+
+
+def run_shape(ctx: Context) -> dict[str, Any]:
+    """What a resume must not change without saying so: the optimizer classes (by name), the
+    training batch size, the number of training samples (``None`` when the dataset has no
+    length) and whether the training data is shuffled."""
+    loader = unwrap_loader(ctx.train_data)
+    dataset = getattr(loader, "dataset", None)
+    try:
+        samples = len(dataset) if dataset is not None else None
+    except TypeError:  # an IterableDataset without __len__
+        samples = None
+    sampler = getattr(loader, "sampler", None)
+    shuffle = isinstance(sampler, RandomSampler) or bool(getattr(sampler, "shuffle", False))
+    batch_size = getattr(loader, "batch_size", None)
+    return {
+        "optimizers": {
+            name: f"{type(opt).__module__}.{type(opt).__qualname__}" for name, opt in ctx.optimizers.items()
+        },
+        "batch_size": batch_size if isinstance(batch_size, int) else None,
+        "samples": samples,
+        "shuffle": shuffle,
+    }
+
+
+def check_run(ctx: Context, state: dict[str, Any], file: str, *, strict: bool = True) -> None:
+    """Compare the run recorded in checkpoint ``state`` with this fit (see
+    `luz._persist.verify.check_run_shape`): a ``ValueError`` listing each difference, or with
+    ``strict=False`` a ``UserWarning``."""
+    check_run_shape(state, run_shape(ctx), file, strict=strict)
 
 
 def new_checkpoint(epoch: int | None, **parts: Any) -> dict[str, Any]:

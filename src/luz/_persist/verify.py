@@ -9,6 +9,7 @@ checkpoint fails at ``on_fit_begin``, before any optimizer step, and nothing is 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,8 @@ _PARTS: dict[str, type | tuple[type, ...]] = {
     "callbacks": list,
     "rng": dict,
     "distributed": dict,
+    "run": dict,
+    "stopped": dict,
 }
 """The type of each part a checkpoint may hold (which ones it holds depends on its writer)."""
 
@@ -93,6 +96,56 @@ def check_structure(state: dict[str, Any], file: str) -> None:
     for i, entry in enumerate(state.get("callbacks", [])):
         if not isinstance(entry, dict) or not {"class", "position", "state"} <= set(entry):
             raise damaged(file, f"callbacks[{i}]", "is not a {class, position, state} entry")
+
+
+_RUN_FIELDS = {
+    "optimizers": "optimizer classes",
+    "batch_size": "training batch size",
+    "samples": "number of training samples",
+    "shuffle": "training data shuffled",
+}
+"""The fields of a checkpoint's ``"run"`` part (`luz._persist.checkpoint.run_shape`)."""
+
+
+def run_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Each field of the run's shape that differs between a checkpoint and this fit, as
+    ``"what: saved X, now Y"``. A field the checkpoint lacks, or that is unknown (``None``) on
+    either side, is not compared."""
+    found = []
+    for field, what in _RUN_FIELDS.items():
+        before, now = saved.get(field), current.get(field)
+        if before is not None and now is not None and before != now:
+            found.append(f"{what}: saved {before!r}, now {now!r}")
+    return found
+
+
+def check_run_shape(state: Mapping[str, Any], current: Mapping[str, Any], file: str, *, strict: bool) -> None:
+    """Compare the run recorded in a checkpoint with this fit's (`run_differences`). A
+    checkpoint written before pyluz recorded it (no ``"run"`` part) passes.
+
+    Raises:
+        ValueError: something differs and ``strict``; otherwise a ``UserWarning`` lists it.
+    """
+    saved = state.get("run")
+    if not isinstance(saved, Mapping):
+        return
+    found = run_differences(saved, current)
+    if not found:
+        return
+    listed = "; ".join(found)
+    if strict:
+        raise ValueError(
+            f"Cannot resume from checkpoint {file}: this run differs from the one that wrote it "
+            f"({listed}). Nothing was restored. Resume with the same optimizers and data "
+            "options, delete the file to start over, or pass AutoResume(path, strict=False) to "
+            "resume anyway."
+        )
+    warnings.warn(
+        f"Resuming from checkpoint {file} although this run differs from the one that wrote it "
+        f"({listed}); the result will not match an uninterrupted run.",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:

@@ -15,16 +15,17 @@ from typing import Any, ClassVar
 from luz._persist.atomic import remove_stale_temporaries
 from luz._persist.checkpoint import (
     all_finite,
+    check_run,
     checkpoint_state,
     load_checkpoint_into_context,
     read_checkpoint,
     write_checkpoint,
 )
 from luz._validate import check_flag
-from luz.accelerator import is_writer
+from luz.accelerator import is_writer, unwrap_loader
 from luz.callbacks.base import Callback
 from luz.callbacks.terminate_on_nan import BUFFER_KEY
-from luz.events import SkipEpoch
+from luz.events import EPOCH_END_STOP, SkipEpoch, StopTraining
 
 
 def last_checkpoint(directory: Path) -> Path | None:
@@ -100,9 +101,13 @@ class ResumeFromCheckpoint(Callback):
             if not self._warned:  # already said when the callback was made
                 self._warn_missing(stacklevel=2)
             return
+        state = read_checkpoint(file)
+        if self.restore_optimizer_state:  # continuing a run: it must be the same run
+            check_run(self.context, state, repr(str(file)))
         load_checkpoint_into_context(
             self.context,
-            file,
+            state,
+            name=str(file),
             restore_model_state=self.restore_model_state,
             restore_optimizer_state=self.restore_optimizer_state,
             restore_records=self.restore_records,
@@ -118,22 +123,29 @@ class AutoResume(Callback):
     """Makes a fit resumable: re-running the same script after a crash continues from the last
     completed epoch.
 
-    At every epoch end the full state (model, optimizers, records, callback states and every
-    random stream) is written atomically to ``path``. At ``on_fit_begin``, if ``path`` exists,
-    that state is loaded and the epochs up to the saved one are skipped. The file is deleted
-    when the fit ends normally or early-stops, and kept when it fails with an error, is
-    interrupted or was stopped by `TerminateOnNaN`; a model with NaN or infinite weights is
-    never written. On CPU with a fixed thread count, a run resumed after a crash outside
-    ``on_epoch_end`` is bitwise identical to an uninterrupted run with the same callbacks.
+    When each epoch commits (after every callback's ``on_epoch_end``, an early stop's epoch
+    included) the full state (model, optimizers, records, callback states and every random
+    stream) is written atomically to ``path``, once; after the epoch that stopped the fit, the
+    file also says so, and a rerun killed before the fit ended stops there again. At
+    ``on_fit_begin``, if ``path`` exists, that state is loaded and the epochs up to the saved
+    one are skipped. The file is deleted when the fit ends normally or early-stops, and kept
+    when it fails with an error, is interrupted or was stopped by `TerminateOnNaN`; a model
+    with NaN or infinite weights is never written. On CPU with a fixed thread count, a run
+    resumed after a kill at any instant is bitwise identical to an uninterrupted run with the same callbacks.
 
     At ``on_fit_begin`` an existing ``path`` is verified (checksum, structure, each part
     against this run): a damaged or inconsistent file is a ``ValueError`` naming it and the
-    part, raised before any step, and the file is kept (no silent fresh start).
+    part, raised before any step, and the file is kept (no silent fresh start). So is a run
+    that differs from the one that wrote the file (optimizer classes, batch size, number of
+    training samples, shuffling): a ``ValueError`` listing each difference, or with
+    ``strict=False`` a ``UserWarning`` listing them, and the fit resumes. A loader with
+    ``persistent_workers=True`` cannot be resumed exactly: it is refused at ``on_fit_begin``.
 
     How it works (when it writes and loads, and the limits): docs/checkpoints.md.
 
     Args:
         path: the state file; its parent directory is created.
+        strict: a resumed run that differs from the saved one is an error (``False``: a warning).
 
     Example:
         >>> import luz
@@ -143,8 +155,9 @@ class AutoResume(Callback):
 
     weight: ClassVar[float] = math.inf
 
-    def __init__(self, path: str | os.PathLike[str] = "./state.pt") -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike[str] = "./state.pt", *, strict: bool = True) -> None:
+        self.path = check_state_path(path, "AutoResume", "path")
+        self.strict = check_flag(strict, "strict")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.path)
         self._pending: dict[str, Any] | None = None
@@ -158,8 +171,10 @@ class AutoResume(Callback):
         self._resume_epoch = 0
         self._interrupted = False
         self._nonfinite = False
-        if _has_later_hook(ctx, self, "on_epoch_end"):
-            ctx.after_epoch_end(self._write)
+        _refuse_persistent_workers(ctx)
+        # One write per epoch, when it commits: after every callback's on_epoch_end (an
+        # EarlyStopping listed later included), so a kill between two hooks never saves a mix.
+        ctx.after_epoch_end(self._write)
         if is_writer(ctx.accelerator):
             remove_stale_temporaries(self.path)
         if not self.path.exists():
@@ -167,6 +182,7 @@ class AutoResume(Callback):
         # Verified (checksum, structure, and every part against this fit) before anything is
         # restored: a damaged file is an error naming it and its part, never a fresh start.
         state = read_checkpoint(self.path)
+        check_run(ctx, state, repr(str(self.path)), strict=self.strict)
         self._resume_epoch = min(int(state["epoch"]), ctx.max_epochs)
         if ctx.verbose:
             print(f"Resuming training from {str(self.path)!r} after epoch {state['epoch']}.", file=sys.stderr)
@@ -174,6 +190,15 @@ class AutoResume(Callback):
         # state, which is put back untouched at the last skipped epoch.
         load_checkpoint_into_context(ctx, copy.deepcopy(state), name=str(self.path))
         self._pending = state
+        stopped = state.get("stopped")
+        if stopped is not None:
+            # Killed after the commit of the epoch that stopped the fit, before it ended: end
+            # it again there, as the uninterrupted run did (no epoch more).
+            self._pending = None
+            ctx.epoch = self._resume_epoch
+            stop = StopTraining(str(stopped.get("reason", "")))
+            stop.raised_by = str(stopped.get("raised_by") or "") or None
+            raise stop
 
     def on_epoch_begin(self) -> None:
         if self._pending is None:
@@ -186,11 +211,10 @@ class AutoResume(Callback):
             load_checkpoint_into_context(ctx, state, name=str(self.path))
         raise SkipEpoch
 
-    def on_epoch_end(self) -> None:
-        self._write()
-
     def _write(self) -> None:
         ctx = self.context
+        if BUFFER_KEY in ctx.buffers:
+            return  # a NaN guard stopped this epoch: it is not a good state to resume from
         state = checkpoint_state(ctx)  # every rank: it gathers the random streams
         if not all_finite(state["model"]):
             self._nonfinite = True
@@ -201,6 +225,9 @@ class AutoResume(Callback):
                 stacklevel=2,
             )
             return
+        stop = ctx.buffers.get(EPOCH_END_STOP)
+        if isinstance(stop, StopTraining):  # this epoch stopped the fit: a resume ends there
+            state["stopped"] = {"reason": str(stop), "raised_by": stop.raised_by or ""}
         if is_writer(ctx.accelerator):
             write_checkpoint(state, self.path)
 
@@ -218,7 +245,38 @@ class AutoResume(Callback):
         return f"AutoResume({str(self.path)!r})"
 
 
-def _has_later_hook(ctx: Any, callback: Callback, name: str) -> bool:
-    """Whether a callback after ``callback`` in the run's order implements hook ``name``."""
-    later = ctx.callbacks[ctx.callbacks.index(callback) + 1 :]
-    return any(cb.hook(name) is not None for cb in later)
+def check_state_path(path: Any, owner: str, argument: str) -> Path:
+    """``path`` as a `Path` for a state file: a ``str`` or path-like that is not a directory.
+
+    Raises:
+        TypeError: ``path`` is not a str or path-like.
+        ValueError: ``path`` is an existing directory.
+    """
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"{owner}: `{argument}` must be a file path (a str or os.PathLike), got "
+            f"{type(path).__name__} {path!r}. Pass e.g. {owner}('run/state.pt')."
+        )
+    result = Path(path)
+    if result.is_dir():
+        raise ValueError(
+            f"{owner}: `{argument}`={str(result)!r} is a directory; it must be the state file, "
+            f"e.g. {str(result / 'state.pt')!r}."
+        )
+    return result
+
+
+def _refuse_persistent_workers(ctx: Any) -> None:
+    # A loader's worker base seed is drawn from the global RNG when its iterator is made: once
+    # per fit with persistent workers, at epoch 1 of the original run but at the first resumed
+    # epoch after a restart, so the resumed run would draw (and shuffle) differently.
+    for role, loader in (("train_data", ctx.train_data), ("valid_data", ctx.valid_data)):
+        user = unwrap_loader(loader)
+        if getattr(user, "persistent_workers", False) and getattr(user, "num_workers", 0) > 0:
+            raise ValueError(
+                f"AutoResume cannot resume a fit exactly when its {role} loader has "
+                "persistent_workers=True: the workers' seed is drawn at another point of the "
+                "random stream after a restart, so the resumed run would shuffle differently. "
+                "Pass persistent_workers=False (the default) in dataloader_options or your "
+                "DataLoader; num_workers > 0 without persistent workers resumes exactly."
+            )
