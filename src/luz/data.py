@@ -303,11 +303,7 @@ def _dataset(x: Any, *, numpy_float: torch.dtype | None) -> Dataset[Any]:
             "tuples/lists of them) with the same first dimension, or be a list of samples (all "
             f"tuples or all dicts); got elements of type {', '.join(sorted(_odd_kinds(x)))}."
         )
-    if isinstance(x, Iterator) or inspect.isgenerator(x) or not isinstance(x, str | bytes | Mapping):
-        return _as_map_style(x)  # type: ignore[no-any-return]
-    raise TypeError(
-        f"Cannot make a dataset from {type(x).__name__}: pass a Dataset, a tensor/array or a tuple of them."
-    )
+    return _as_map_style(x)  # type: ignore[no-any-return]  # refuses what is not map-style
 
 
 def _memory_dataset(x: Any) -> Any:
@@ -338,7 +334,7 @@ def match_model_dtype(model: nn.Module, *loaders: Any) -> None:
         dataset = loader
         while dataset is not None and not isinstance(dataset, TensorBatchDataset):
             dataset = getattr(dataset, "dataset", None)  # DataLoader, Subset, wrappers
-        if dataset is None or not dataset._from_memory:
+        if dataset is None or not getattr(dataset, "_from_memory", False):  # False: unpickled old
             continue
         dataset.tensors = tuple(
             t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t for t in dataset.tensors
