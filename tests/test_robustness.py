@@ -69,11 +69,16 @@ class DictData(Dataset[dict[str, torch.Tensor]]):
         return {self.keys[0]: self.x[i], self.keys[1]: self.y[i]}
 
 
-def test_dict_batches_without_the_expected_keys_are_a_clear_error() -> None:
+def test_dict_batches_without_input_keys_go_whole_to_the_model_with_a_clear_error() -> None:
+    # SPEC §2: a dict without input/x is the input as a whole (model(**batch), the Hugging Face
+    # convention); a model that takes no such keywords fails in its forward, with the way out.
     with pytest.raises(TypeError, match=r"dict with keys \['features', 'label'\]") as info:
         mse_module().fit(DictData(64), epochs=1, verbose=False)
-    assert "'input' and 'target' (or 'x' and 'y')" in str(info.value)
-    assert "return `(input, target)` tuples" in str(info.value)
+    message = str(info.value)
+    assert "unexpected keyword argument 'features'" in message  # the model's own words
+    assert "the input as a whole, `model(**batch)`" in message
+    assert "'input' and 'target' (or 'x' and 'y')" in message
+    assert "return `(input, target)` tuples" in message
 
 
 @pytest.mark.parametrize("keys", [("input", "target"), ("x", "y")])

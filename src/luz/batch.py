@@ -1,7 +1,9 @@
 """Reading a batch: its input and target, calling the model on the input, describing it in errors.
 
-Batches are ``(input, target, *ignored)`` tuples or lists, dicts with ``input``/``target`` (or
-``x``/``y``) entries, or bare tensors (the input, with no target).
+Batches are ``(input, target, *ignored)`` tuples or lists, dicts, or bare tensors (the input,
+with no target). A dict with an ``input`` (or ``x``) entry is read by its keys (``target`` or
+``y`` is the target); any other dict is the input as a whole, ``model(**batch)``, and its
+``labels`` entry is the target (the Hugging Face convention: the model gets the labels too).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ INPUT_KEYS = ("input", "x")
 """Keys of a dict batch that hold the input (the first one present is used)."""
 TARGET_KEYS = ("target", "y")
 """Keys of a dict batch that hold the target."""
+LABELS_KEY = "labels"
+"""The target of a dict batch without input keys, which is the input as a whole (Hugging Face)."""
 
 
 def batch_input(batch: Any) -> Any:
@@ -25,28 +29,42 @@ def batch_input(batch: Any) -> Any:
     if isinstance(batch, torch.Tensor):  # a loader of bare tensors: the batch is the input
         return batch
     if isinstance(batch, Mapping):
-        return _dict_entry(batch, INPUT_KEYS, required=True)
+        if is_keyed(batch):
+            return batch["input"] if "input" in batch else batch["x"]
+        return batch  # the input as a whole: model(**batch), labels included
     return batch[0]
 
 
 def batch_target(batch: Any) -> Any:
-    """The target of ``batch``: element 1, the ``target``/``y`` entry, or ``None``."""
+    """The target of ``batch``: element 1, the ``target``/``y`` entry of a keyed dict, the
+    ``labels`` entry of another dict, or ``None``."""
     if type(batch) is tuple or type(batch) is list:  # the common case, checked cheaply
         return batch[1] if len(batch) > 1 else None
     if isinstance(batch, torch.Tensor):
         return None
     if isinstance(batch, Mapping):
-        return _dict_entry(batch, TARGET_KEYS, required=False)
+        if is_keyed(batch):
+            return next((batch[k] for k in TARGET_KEYS if k in batch), None)
+        return batch.get(LABELS_KEY)
     return batch[1] if len(batch) > 1 else None
 
 
+def is_keyed(batch: Mapping[Any, Any]) -> bool:
+    """Whether a dict batch is read by its keys (it has an ``input`` or ``x`` entry); if not,
+    the whole dict is the input."""
+    return "input" in batch or "x" in batch
+
+
 def with_input(batch: Any, value: Any) -> Any:
-    """A copy of ``batch`` whose input is ``value``."""
+    """A copy of ``batch`` whose input is ``value``. For a dict batch without input keys (the
+    input as a whole) a dict ``value`` is the new batch; any other value gives the keyed batch
+    ``{"input": value, "target": labels}``."""
     return _replace(batch, 0, value)
 
 
 def with_target(batch: Any, value: Any) -> Any:
-    """A copy of ``batch`` whose target is ``value``."""
+    """A copy of ``batch`` whose target is ``value`` (the ``labels`` entry of a dict batch
+    without input keys, which the model receives too)."""
     return _replace(batch, 1, value)
 
 
@@ -57,12 +75,15 @@ def has_forward(model: nn.Module) -> bool:
 
 def call_model(model: nn.Module, input: Any) -> Any:
     """Run the model on a batch input: ``model(*input)`` for a tuple/list, ``model(**input)``
-    for a dict, ``model(input)`` otherwise. A model without ``forward`` returns the input."""
+    for a dict (any mapping, e.g. a tokenizer's ``BatchEncoding``), ``model(input)`` otherwise.
+    A model without ``forward`` returns the input."""
     if not has_forward(model):
         return input
+    if isinstance(input, torch.Tensor):  # the common case, checked first: no ABC check
+        return model(input)
     if isinstance(input, tuple | list):
         return model(*input)
-    if isinstance(input, dict):
+    if isinstance(input, Mapping):
         return model(**input)
     return model(input)
 
@@ -79,39 +100,14 @@ def describe(x: Any) -> str:
     return "None" if x is None else f"a {type(x).__name__}"
 
 
-def _dict_entry(batch: Mapping[Any, Any], keys: tuple[str, ...], *, required: bool) -> Any:
-    for key in keys:
-        if key in batch:
-            return batch[key]
-    if not required and any(k in batch for k in INPUT_KEYS):
-        return None
-    raise structure_error(batch)
-
-
-def structure_error(batch: Mapping[Any, Any] | torch.Tensor) -> TypeError:
-    """The error for a batch whose input (or target) cannot be found, with the fix."""
-    if isinstance(batch, torch.Tensor):
-        got = f"a bare tensor of shape {tuple(batch.shape)}"
-        fix = (
-            "pass the tensors to fit directly (`fit((x, y))`, or `fit(x)` for `(x,)` batches), or "
-            "make your Dataset return `(input, target)` tuples"
-        )
-    else:
-        got = f"a {type(batch).__name__} with keys {list(batch)[:8]}"
-        fix = (
-            "name the entries 'input' and 'target' (or 'x' and 'y'), or return `(input, target)` "
-            "tuples (a dict input goes first: "
-            "`({'a': a, 'b': b}, y)` calls `model(a=a, b=b)`), or define a custom `step()` that "
-            "reads `ctx.batch`"
-        )
-    return TypeError(
-        f"luz expects each batch to be a tuple/list `(input, target, ...)` or a dict with 'input' "
-        f"and 'target' (or 'x' and 'y') entries, got {got}. To fix: {fix}."
-    )
-
-
 def _replace(batch: Any, index: int, value: Any) -> Any:
     if isinstance(batch, Mapping):
+        if not is_keyed(batch):  # the whole dict is the input; its labels are the target
+            if index == 1:
+                return {**batch, LABELS_KEY: value}
+            if isinstance(value, Mapping):  # a new input as a whole, labels as it holds them
+                return dict(value)
+            return {"input": value, "target": batch.get(LABELS_KEY)}  # now read by keys
         keys = INPUT_KEYS if index == 0 else TARGET_KEYS
         key = next((k for k in keys if k in batch), keys[0])
         return {**batch, key: value}

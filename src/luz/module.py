@@ -14,6 +14,7 @@ from luz._hints import keras_hints
 from luz._validate import check_real, normalize_optimizers
 from luz.errors import with_origin
 from luz.metrics.set import MetricSet, as_metric_set
+from luz.outputs import OUTPUT, OutputLoss
 from luz.reporting import count_parameters, render_fields_html
 
 if TYPE_CHECKING:
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
     from luz.results import Fitted
 
 ModuleSpec = type[nn.Module] | nn.Module | Callable[..., nn.Module]
+LossSpec = Callable[..., torch.Tensor] | Literal["output"]
+"""A loss function ``(pred, target) -> scalar tensor``, or ``"output"``: the loss the model
+returns (the ``loss`` field of its output, as Hugging Face models give it)."""
 
 
 def _name(obj: object) -> str:
@@ -57,17 +61,18 @@ def loss_source(loss: object, module: object) -> LossSource:
 
 
 def resolve_loss(
-    loss: Callable[..., torch.Tensor] | None, model: nn.Module, *, required: bool = True
+    loss: LossSpec | None, model: nn.Module, *, required: bool = True
 ) -> Callable[..., torch.Tensor] | None:
-    """The loss callable a run on ``model`` uses (see `loss_source`); ``None`` when the
-    model's ``step`` computes the loss, or when there is none and ``required`` is false.
+    """The loss callable a run on ``model`` uses (see `loss_source`): ``loss="output"`` is a
+    `luz.outputs.OutputLoss`; ``None`` when the model's ``step`` computes the loss, or when
+    there is none and ``required`` is false.
 
     Raises:
         ValueError: there is no loss at all and ``required`` is true.
     """
     source = loss_source(loss, model)
     if source == "setup":
-        return loss
+        return OutputLoss() if isinstance(loss, str) else loss
     if source == "method":
         method: Callable[..., torch.Tensor] = getattr(model, "loss")  # noqa: B009 - typed as Tensor
         return method
@@ -103,6 +108,19 @@ def _check_module(module: object) -> ModuleSpec:
     return module
 
 
+def _check_loss(loss: object) -> None:
+    if isinstance(loss, str):
+        if loss != OUTPUT:
+            raise TypeError(
+                f"`loss` as a string must be 'output' (the loss the model returns, as Hugging Face "
+                f"transformers models do when the batch holds labels), got {loss!r}. Pass 'output' "
+                "or a loss function such as nn.CrossEntropyLoss()."
+            )
+        return
+    expected = "a callable (pred, target) -> scalar tensor, e.g. nn.MSELoss(), or 'output'"
+    _check_callable(loss, "loss", expected)
+
+
 def _check_callable(value: object, argument: str, expected: str) -> None:
     if value is None:
         return
@@ -123,7 +141,7 @@ def _check_callable(value: object, argument: str, expected: str) -> None:
 def setup(
     module: ModuleSpec,
     *,
-    loss: Callable[..., torch.Tensor] | None = None,
+    loss: LossSpec | None = None,
     optimizer: Callable[..., torch.optim.Optimizer] | None = None,
     metrics: object = None,
     backward: Callable[[torch.Tensor], None] | None = None,
@@ -134,6 +152,9 @@ def setup(
         module: an ``nn.Module`` subclass (each fit builds ``module(**hparams)``), a function
             returning a module, or a module instance (each fit trains a deep copy).
         loss: ``(pred, target) -> scalar tensor``; default: the module's ``loss`` method.
+            ``"output"``: the loss the model returns, the ``loss`` field (key or attribute) of
+            its output, as a Hugging Face model computes it from the batch's ``labels``. When
+            the output has ``logits``, metrics, ``predict`` and a loss function receive them.
         optimizer: ``(params, **opt_hparams) -> Optimizer``, e.g. ``torch.optim.Adam``;
             default: the module's ``set_optimizers(**opt_hparams)`` method.
         metrics: metrics (instances), or a `luz.MetricSet`. The loss is always tracked.
@@ -145,7 +166,7 @@ def setup(
     Raises:
         ValueError: no loss (and no ``loss``/``step`` method), or no optimizer (and no
             ``set_optimizers`` method).
-        TypeError: an argument of the wrong kind.
+        TypeError: an argument of the wrong kind (a ``loss`` string other than ``"output"``).
 
     Example:
         >>> import torch, luz
@@ -154,7 +175,7 @@ def setup(
         >>> model = model.set_hparams(in_features=3, out_features=1).set_opt_hparams(lr=0.1)
     """
     module = _check_module(module)
-    _check_callable(loss, "loss", "a callable (pred, target) -> scalar tensor, e.g. nn.MSELoss()")
+    _check_loss(loss)
     _check_callable(optimizer, "optimizer", "an optimizer class such as torch.optim.Adam")
     if backward is not None and not callable(backward):
         raise TypeError(
@@ -180,7 +201,7 @@ class LuzModule:
         self,
         module: ModuleSpec,
         *,
-        loss: Callable[..., torch.Tensor] | None,
+        loss: LossSpec | None,
         optimizer: Callable[..., torch.optim.Optimizer] | None,
         metrics: MetricSet,
         backward: Callable[[torch.Tensor], None] | None,
@@ -350,6 +371,8 @@ class LuzModule:
 def _describe(value: object, fallback: str) -> str:
     if value is None:
         return fallback
+    if isinstance(value, str):  # loss='output', the one string setup accepts
+        return repr(OutputLoss())
     if isinstance(value, nn.Module):
         return repr(value)
     return _name(value)

@@ -7,16 +7,17 @@ public so a custom step can reuse them.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from luz.batch import call_model, describe, has_forward
+from luz.batch import call_model, describe, has_forward, is_keyed
 from luz.context import _default_step_opt  # the step a closure optimizer may replace
 from luz.errors import with_origin
 from luz.events import SkipEpoch, StopTraining
+from luz.outputs import OutputLoss, prediction
 
 if TYPE_CHECKING:
     from luz.context import Context
@@ -162,10 +163,14 @@ def compute_loss(ctx: Context, *, training: bool = True) -> torch.Tensor:
     """``ctx.loss_fn(ctx.pred, ctx.target)``, checked to be a scalar tensor (with a graph when
     training). The checks read only metadata: no host sync.
 
+    The loss function receives the output's ``logits`` when it has them (`luz.outputs.prediction`);
+    ``setup(loss="output")`` (`luz.outputs.OutputLoss`) reads the output's own ``loss`` field.
+
     Raises:
         ValueError: a non-scalar loss, a training loss without a graph, a failing loss on a
-            batch without a target, or pred/target shapes that differ for an elementwise
-            regression loss (see `check_same_shape`).
+            batch without a target, pred/target shapes that differ for an elementwise
+            regression loss (see `check_same_shape`), or ``loss="output"`` with an output that
+            has no loss.
         Exception: any other error of the loss, re-raised (chained, same type) with the batch
             index, the epoch and the shapes of pred and target.
     """
@@ -176,14 +181,21 @@ def compute_loss(ctx: Context, *, training: bool = True) -> torch.Tensor:
         )
     pred, target = ctx.pred, ctx.target
     loss_fn = ctx.loss_fn
-    if isinstance(loss_fn, _SAME_SHAPE_LOSSES):
-        check_same_shape(loss_fn, pred, target, ctx)
-    try:
-        loss = loss_fn(pred, target)
-    except (StopTraining, SkipEpoch):
-        raise
-    except Exception as error:
-        raise _loss_error(error, pred, target, ctx) from error
+    if isinstance(loss_fn, OutputLoss):  # the model computed it: its own error says what is missing
+        try:
+            loss = loss_fn(pred, target)
+        except ValueError as error:
+            raise ValueError(f"At batch {ctx.iter} of epoch {ctx.epoch} ({_phase(ctx)}): {error}") from None
+    else:
+        pred = prediction(pred)
+        if isinstance(loss_fn, _SAME_SHAPE_LOSSES):
+            check_same_shape(loss_fn, pred, target, ctx)
+        try:
+            loss = loss_fn(pred, target)
+        except (StopTraining, SkipEpoch):
+            raise
+        except Exception as error:
+            raise _loss_error(error, pred, target, ctx) from error
     if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
         shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
         raise ValueError(
@@ -240,13 +252,14 @@ def _loss_error(error: Exception, pred: Any, target: Any, ctx: Context) -> Excep
 def predict_batch(ctx: Context, predict_kwargs: dict[str, Any] | None = None) -> Any:
     """The prediction for the current batch: ``model.predict(input, **predict_kwargs)`` if the
     model defines it, else the forward pass on ``ctx.input`` (``predict_kwargs`` are then
-    refused up front by `check_predict_kwargs`)."""
+    refused up front by `check_predict_kwargs`), reduced to its ``logits`` when the output has
+    them (`luz.outputs.prediction`)."""
     model = ctx.model
     try:
         if has_predict(model):
             predict = getattr(model, "predict")  # noqa: B009 - nn.Module types attributes as Tensor
             return predict(ctx.input, **predict_kwargs) if predict_kwargs else predict(ctx.input)
-        return call_model(model, ctx.input)
+        return prediction(call_model(model, ctx.input))
     except (StopTraining, SkipEpoch):
         raise
     except Exception as error:
@@ -293,6 +306,14 @@ def _forward_error(error: Exception, ctx: Context, *, phase: str | None = None) 
         message += (
             " A batch is `(input, target, ...)` and only element 0 goes to the model: to call "
             "`model(x1, x2)`, pass the inputs nested, `((x1, x2), y)` (`predict(((x1, x2),))`)."
+        )
+    elif isinstance(batch, Mapping) and not is_keyed(batch):
+        message += (
+            " A dict batch without an 'input' (or 'x') entry is the input as a whole, "
+            "`model(**batch)`, and its 'labels' entry is the target (the Hugging Face "
+            "convention). To pass only part of it, name the entries 'input' and 'target' (or "
+            "'x' and 'y'), or return `(input, target)` tuples (a dict input goes first: "
+            "`({'a': a, 'b': b}, y)` calls `model(a=a, b=b)`)."
         )
     try:  # exactly the original type, so `except torch.OutOfMemoryError` still catches it
         return with_origin(error, message + " The model said", type(error))

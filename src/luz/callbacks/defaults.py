@@ -13,6 +13,7 @@ from luz._dist.sync import log_reduced_metrics
 from luz.callbacks.base import Callback
 from luz.errors import MetricError, with_origin
 from luz.metrics.base import Metric
+from luz.outputs import prediction
 from luz.records import to_metric_value
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ class Metrics(Callback):
     """Creates fresh metrics each phase, updates them per batch and logs them at phase end.
 
     Breakpoints: ``on_train_begin``/``on_valid_begin`` (fresh copies of the prototypes on
-    ``ctx.device``), ``on_*_batch_end`` (``update(ctx.pred, ctx.target)``), ``on_*_end``
+    ``ctx.device``), ``on_*_batch_end`` (``update(ctx.pred, ctx.target)``, with the output's
+    ``logits`` when it has them: `luz.outputs.prediction`), ``on_*_end``
     (``compute()`` then ``ctx.log_metric``). Errors name the metric, step, iteration, epoch
     and phase.
     """
@@ -76,7 +78,7 @@ class Metrics(Callback):
 
     def _update(self, phase: str) -> None:
         ctx = self.context
-        pred, target = ctx.pred, ctx.target
+        pred, target = prediction(ctx.pred), ctx.target  # the logits of a model output that has them
         for metric in ctx.metrics[phase]:
             try:
                 metric.update(pred, target)
