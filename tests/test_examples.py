@@ -8,6 +8,7 @@ pytest's temporary directory.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -34,7 +35,18 @@ EXAMPLES: dict[str, tuple[list[str], str]] = {
     "char_transformer.py": (["--out-dir", "{tmp}"], "luz.load() round trip: predictions match"),
     "accelerator_loop.py": ([], "Test accuracy:"),
     "ddp_digits.py": (["--state", "{tmp}/state.pt"], "Test accuracy:"),
+    "hf_text_classifier.py": ([], "Validation accuracy after the last epoch:"),
+    "hf_gpt2_lm.py": ([], "Next-number accuracy on 256 new sequences"),
 }
+# Examples that need optional packages (an extra): skipped where one is not installed.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "hf_text_classifier.py": ("transformers", "datasets"),
+    "hf_gpt2_lm.py": ("transformers",),
+}
+
+
+def _installed(name: str) -> bool:
+    return all(importlib.util.find_spec(package) is not None for package in NEEDS.get(name, ()))
 
 
 def _run(name: str, tmp: Path) -> subprocess.CompletedProcess[str]:
@@ -56,7 +68,7 @@ def _run(name: str, tmp: Path) -> subprocess.CompletedProcess[str]:
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
     tmp = tmp_path_factory.mktemp("examples")
     with ThreadPoolExecutor(max_workers=2) as pool:
-        runs = {name: pool.submit(_run, name, tmp) for name in EXAMPLES}
+        runs = {name: pool.submit(_run, name, tmp) for name in EXAMPLES if _installed(name)}
         return {name: run.result() for name, run in runs.items()}
 
 
@@ -66,6 +78,8 @@ def test_every_example_is_covered() -> None:
 
 @pytest.mark.parametrize("name", list(EXAMPLES))
 def test_example_runs_quick(name: str, results: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    for package in NEEDS.get(name, ()):
+        pytest.importorskip(package)
     result = results[name]
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"{name} exited with {result.returncode}:\n{output[-3000:]}"

@@ -49,7 +49,6 @@ def gpt2_config() -> Any:
         bos_token_id=0,
         eos_token_id=0,
         use_cache=False,
-        loss_type="ForCausalLM",
     )
 
 
