@@ -21,6 +21,8 @@ from luz.events import BREAKPOINT_TREE
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 SKIP_MARKER = "<!-- skip-test -->"
+NEEDS = re.compile(r"^<!-- needs: ([\w ]+) -->$", re.MULTILINE)
+"""A page's optional packages (an extra): its code is skipped where one is not installed."""
 FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 PAGES = [*sorted(DOCS.glob("*.md")), ROOT / "README.md"]
 
@@ -57,7 +59,11 @@ def doc_env(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
 def test_page_code_runs(page: Path, doc_env: Path) -> None:
-    blocks = python_blocks(page.read_text(encoding="utf-8"))
+    text = page.read_text(encoding="utf-8")
+    for needs in NEEDS.findall(text):
+        for package in needs.split():
+            pytest.importorskip(package)
+    blocks = python_blocks(text)
     # A real module, so classes defined on the page can be found by `luz.load` and pickled.
     name = f"_luz_docs_{page.stem.replace('-', '_').replace('.', '_')}"
     module = types.ModuleType(name)
