@@ -200,6 +200,24 @@ def lm_columns(n: int, seed: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "labels": ids.clone()}
 
 
+def test_the_key_value_cache_of_a_training_batch_is_not_kept() -> None:
+    # GPT-2's default config returns a key/value cache whose tensors hold the batch's graph.
+    kept: list[Any] = []
+    config = gpt2_config()
+    config.use_cache = True
+    data = sample_list(lm_columns(32, seed=8))
+    luz.setup(transformers.GPT2LMHeadModel, loss="output", optimizer=torch.optim.AdamW).set_hparams(
+        config=config
+    ).fit(
+        data,
+        epochs=1,
+        verbose=False,
+        callbacks=[luz.callback(on_train_end=lambda ctx: kept.append(ctx.pred))],
+    )
+    assert sorted(kept[0]) == ["logits", "loss"]
+    assert not kept[0]["logits"].requires_grad
+
+
 def test_gpt2_language_model_trains_unchanged_like_a_hand_loop() -> None:
     data = sample_list(lm_columns(64, seed=6))
     torch.manual_seed(11)

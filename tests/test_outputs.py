@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import luz
-from luz.outputs import OutputLoss, prediction
+from luz.outputs import OutputLoss, detached, prediction
 
 
 class Out(NamedTuple):
@@ -28,6 +28,25 @@ def test_prediction_is_the_logits_field_of_a_mapping_or_an_object() -> None:
     assert prediction(plain) is plain  # no logits: the output as it is
     pair = (logits, logits)
     assert prediction(pair) is pair
+
+
+class Opaque:
+    """An object holding a tensor with a graph (as a Hugging Face key/value cache does)."""
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+
+
+def test_detached_outputs_keep_no_graph() -> None:
+    w = torch.ones(2, requires_grad=True)
+    out = OrderedDict(loss=(w * 2).sum(), logits=w * 3, hidden=[w * 4], cache=Opaque(w * 5), n=3)
+    kept = detached(out)
+    assert list(kept) == ["loss", "logits", "hidden", "n"]  # the opaque cache is dropped
+    assert not kept["loss"].requires_grad and not kept["logits"].requires_grad
+    assert not kept["hidden"][0].requires_grad and kept["n"] == 3
+    other = {"a": w * 2, "extra": Opaque(w)}  # no logits: a user's own output, kept whole
+    assert list(detached(other)) == ["a", "extra"] and not detached(other)["a"].requires_grad
+    assert not detached(w * 2).requires_grad
 
 
 def test_output_loss_reads_the_loss_key_or_attribute() -> None:

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from luz import records
-from luz._tree import map_tensors
 from luz.events import EPOCH_END_STOP, SkipEpoch, StopTraining
+from luz.outputs import detached
 from luz.step import predict_batch
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def _train(ctx: Context, step: Step, fire: Callable[[str], None]) -> None:
         # prediction stays, detached (SPEC §2: a callback at on_train_end reads the last one).
         ctx.loss_grad = None
         pred = ctx.pred
-        ctx.pred = pred.detach() if isinstance(pred, torch.Tensor) else map_tensors(pred, torch.Tensor.detach)
+        ctx.pred = pred.detach() if isinstance(pred, torch.Tensor) else detached(pred)
         del pred  # the local would hold the graph until the next batch
     if iteration == 0:
         raise ValueError(

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from luz._tree import map_tensors
+
 OUTPUT = "output"
 """The ``setup(loss=...)`` value that takes the loss the model returns."""
 
@@ -39,6 +41,33 @@ def _field(output: Any, name: str) -> Any:
     if isinstance(output, Mapping):  # a ModelOutput is an OrderedDict: unset fields are absent
         return output.get(name)
     return getattr(output, name, None)
+
+
+def detached(output: Any) -> Any:
+    """``output`` with every tensor detached, as ``ctx.pred`` is kept after a training batch.
+
+    Tensors in tuples, lists and dicts are detached (a mapping becomes a dict). A model output
+    with ``logits`` also loses its fields that are opaque objects rather than tensors or
+    containers of them, such as a Hugging Face key/value cache: their tensors still hold the
+    batch's autograd graph, which would otherwise stay alive into the next batch.
+    """
+    if isinstance(output, torch.Tensor):
+        return output.detach()
+    kept = map_tensors(output, torch.Tensor.detach)
+    if isinstance(kept, dict) and "logits" in kept:
+        return {key: value for key, value in kept.items() if _plain(value)}
+    return kept
+
+
+def _plain(value: Any) -> bool:
+    """A tensor, a number, a string, ``None`` or a tuple/list/dict of them."""
+    if value is None or isinstance(value, torch.Tensor | int | float | bool | str):
+        return True
+    if isinstance(value, tuple | list):
+        return all(_plain(item) for item in value)
+    if isinstance(value, Mapping):
+        return all(_plain(item) for item in value.values())
+    return False
 
 
 class OutputLoss:
