@@ -4,7 +4,9 @@ Shows a model with several optimizers: ``set_optimizers`` returns a dict
 ``{"discriminator": ..., "generator": ...}``, and for each batch luz's default step runs the
 ``loss`` method once per optimizer, in that order; the method branches on
 ``self.ctx.opt_name``. The module has no ``forward``, so luz treats it as the identity and
-``ctx.pred`` is the batch of real images. A callback draws a grid of generated digits with
+``ctx.pred`` is the batch of real images. (Each ``loss`` call draws its own noise; the common
+PyTorch loop that updates the generator on the fakes the discriminator just judged needs a
+``step()`` method instead: docs/gan.md.) A callback draws a grid of generated digits with
 matplotlib at the end of training (from ``ctx.model`` on ``ctx.device``) and saves it as a PNG.
 Prints the final losses and how a logistic-regression digit classifier, trained on real digits,
 reads the generated ones. Data: scikit-learn's bundled 8x8 digits (no download).

@@ -293,6 +293,26 @@ def test_stop_reason_names_the_callback_class_and_its_message() -> None:
     assert _fit_with(Enough()).stop_reason == "Enough stopped training at epoch 2: enough for today"
 
 
+class StopsSayingWhen(luz.Callback):
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def on_epoch_end(self) -> None:
+        if self.ctx.epoch == 2:
+            raise luz.StopTraining(self.message)
+
+
+def test_a_stop_message_that_says_when_takes_the_place_of_at_epoch() -> None:
+    # SPEC §1: "... non-finite training loss (nan) at epoch 4" says when itself.
+    fitted = _fit_with(StopsSayingWhen("the loss plateaued at epoch 2"))
+    assert fitted.stop_reason == "StopsSayingWhen stopped training: the loss plateaued at epoch 2"
+    # Another epoch (a longer number too) is part of the message, not the time of the stop.
+    fitted = _fit_with(StopsSayingWhen("the best was at epoch 1, not at epoch 21"))
+    assert fitted.stop_reason == (
+        "StopsSayingWhen stopped training at epoch 2: the best was at epoch 1, not at epoch 21"
+    )
+
+
 def test_stop_reason_for_a_bare_stop_from_a_lambda_callback() -> None:
     def stop(ctx: luz.Context) -> None:
         if ctx.epoch == 3:

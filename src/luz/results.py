@@ -29,7 +29,8 @@ class Fitted:
         optimizer_names: the names of the optimizers used in training.
         stop_reason: ``None`` when every epoch ran, else a short sentence saying what ended
             training and when (``"EarlyStopping stopped training at epoch 7: ..."``,
-            ``"interrupted (KeyboardInterrupt) during epoch 3"``).
+            ``"interrupted (KeyboardInterrupt) during epoch 3"``, ``"NaNGuard stopped training:
+            non-finite training loss (nan) at epoch 4"``).
     """
 
     def __init__(

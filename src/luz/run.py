@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import re
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -222,8 +223,11 @@ def fit(
 def stop_reason(stop: StopTraining | KeyboardInterrupt, epoch: int) -> str:
     """The sentence of ``Fitted.stop_reason`` for the signal that ended training at ``epoch``.
 
-    ``StopTraining`` names the callback that raised it and adds its message;
-    ``KeyboardInterrupt`` names the interrupt (its message, e.g. ``SIGTERM``, else the type).
+    ``StopTraining`` names the callback that raised it and adds its message
+    (``"EarlyStopping stopped training at epoch 7: ..."``); a message that already says when,
+    ``at epoch <epoch>``, takes the place of that part (``"NaNGuard stopped training:
+    non-finite training loss (nan) at epoch 4"``). ``KeyboardInterrupt`` names the interrupt
+    (its message, e.g. ``SIGTERM``, else the type).
     """
     if isinstance(stop, KeyboardInterrupt):
         cause = str(stop) or type(stop).__name__
@@ -232,6 +236,8 @@ def stop_reason(stop: StopTraining | KeyboardInterrupt, epoch: int) -> str:
     who = stop.raised_by or "StopTraining"
     where = f"at epoch {epoch}" if epoch else "before the first epoch"
     message = str(stop)
+    if epoch and re.search(rf"\bat epoch {epoch}\b", message):
+        return f"{who} stopped training: {message}"
     return f"{who} stopped training {where}" + (f": {message}" if message else "")
 
 

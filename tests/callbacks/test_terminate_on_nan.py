@@ -226,10 +226,8 @@ def test_default_guard_stops_after_the_epoch_with_a_nan_loss_average() -> None:
     assert math.isfinite(train[0]["loss"]) and math.isnan(train[1]["loss"])
     assert rec.calls.count("on_epoch_begin") == 2
     assert rec.calls[-2:] == ["on_early_stopping", "on_fit_end"]
-    assert (
-        fitted.stop_reason == "NaNGuard stopped training at epoch 2: non-finite training loss average (nan)"
-    )
-    assert "Training ended early: NaNGuard stopped training at epoch 2" in repr(fitted)
+    assert fitted.stop_reason == "NaNGuard stopped training: non-finite training loss (nan) at epoch 2"
+    assert f"Training ended early: {fitted.stop_reason}." in repr(fitted)
 
 
 def test_default_guard_names_an_infinite_value() -> None:
@@ -261,7 +259,7 @@ def test_a_terminate_on_nan_of_yours_replaces_the_default_guard() -> None:
     assert "NaNGuard" not in seen[0] and "TerminateOnNaN" in seen[0]
     assert len(fitted.records["metrics"]["train"]) == 1  # its own stop: mid-epoch 2
     assert fitted.stop_reason == (
-        "TerminateOnNaN stopped training at epoch 2: non-finite training loss (nan) at batch 3"
+        "TerminateOnNaN stopped training: non-finite training loss (nan) at epoch 2, batch 3"
     )
 
 

@@ -103,7 +103,7 @@ class TerminateOnNaN(Callback):
             RuntimeWarning,
             stacklevel=2,
         )
-        raise StopTraining(f"non-finite training loss ({shown}) at batch {batch}")
+        raise StopTraining(f"non-finite training loss ({shown}) at epoch {ctx.epoch}, batch {batch}")
 
     def __repr__(self) -> str:
         return f"TerminateOnNaN(check_every={self.check_every})"
@@ -156,7 +156,7 @@ class NaNGuard(Callback):
             RuntimeWarning,
             stacklevel=2,
         )
-        raise StopTraining(f"non-finite training loss average ({shown})")
+        raise StopTraining(f"non-finite training loss ({shown}) at epoch {ctx.epoch}")
 
     def __repr__(self) -> str:
         return f"NaNGuard(enabled={self.enabled})"
