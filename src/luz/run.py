@@ -93,6 +93,11 @@ def _check_run_options(verbose: object, accelerator: object) -> tuple[Accelerato
     return acc, show and acc.is_writer  # distributed: rank 0 prints
 
 
+def _progress(user_callbacks: list[Callback]) -> list[Callback]:
+    """The default `Progress`, unless one of yours replaces it."""
+    return [] if any(isinstance(cb, Progress) for cb in user_callbacks) else [Progress()]
+
+
 def _runner(acc: Accelerator, callbacks: list[Callback], *, fit: bool = False) -> CallbackRunner:
     if fit and acc.distributed:
         return CallbackRunner([DistributedSync(), *callbacks], stop_policy=HeldStop(acc.device))
@@ -167,7 +172,7 @@ def fit(
     acc, show = _check_run_options(verbose, accelerator)
     user_callbacks = as_callback_list(callbacks)
     interrupt = Interrupt()
-    defaults: list[Callback] = [Profile(), TrainValid(), Metrics(), Progress(), interrupt]
+    defaults: list[Callback] = [Profile(), TrainValid(), Metrics(), *_progress(user_callbacks), interrupt]
     if not any(isinstance(cb, TerminateOnNaN | NaNGuard) for cb in user_callbacks):
         defaults.append(NaNGuard())  # yours replaces it (NaNGuard(enabled=False) turns it off)
     runner = _runner(acc, [*defaults, *user_callbacks], fit=True)
@@ -306,7 +311,8 @@ def predict(
     _check_fitted(fitted, "predict")
     stack = check_flag(stack, "stack")
     acc, show = _check_run_options(verbose, accelerator)
-    runner = _runner(acc, [Progress(), Interrupt(), *as_callback_list(callbacks)])
+    user_callbacks = as_callback_list(callbacks)
+    runner = _runner(acc, [*_progress(user_callbacks), Interrupt(), *user_callbacks])
     ctx = Context(verbose=show, accelerator=acc, runner=runner)
     try:
         loader = eval_loader(newdata, dataloader_options, role="prediction")
@@ -381,8 +387,9 @@ def evaluate(
     """
     _check_fitted(fitted, "evaluate")
     acc, show = _check_run_options(verbose, accelerator)
-    defaults = [Profile(), Metrics(), Progress(), Interrupt()]
-    runner = _runner(acc, [*defaults, *as_callback_list(callbacks)])
+    user_callbacks = as_callback_list(callbacks)
+    defaults = [Profile(), Metrics(), *_progress(user_callbacks), Interrupt()]
+    runner = _runner(acc, [*defaults, *user_callbacks])
     ctx = Context(verbose=show, accelerator=acc, runner=runner)
     try:  # clean up (unbind the model) whether setting up or evaluating fails
         loader = eval_loader(data, dataloader_options, role="evaluation")

@@ -19,7 +19,7 @@ def fitted_and_data(verbose: bool = False) -> tuple[luz.Fitted, torch.Tensor]:
     fitted = (
         luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
         .set_opt_hparams(lr=0.01)
-        .fit((x, y), epochs=2, valid_data=(x, y), verbose=verbose)
+        .fit((x, y), epochs=2, valid_data=(x, y), verbose=verbose, callbacks=[Progress(mode="bar")])
     )
     return fitted, x
 
@@ -57,7 +57,7 @@ def test_silent_when_not_verbose(capsys: pytest.CaptureFixture[str]) -> None:
 def test_predict_progress(capsys: pytest.CaptureFixture[str]) -> None:
     # R row 57: 100 rows, batch 2 -> 50 batches
     fitted, x = fitted_and_data()
-    fitted.predict(x, verbose=True, dataloader_options={"batch_size": 2})
+    fitted.predict(x, verbose=True, dataloader_options={"batch_size": 2}, callbacks=[Progress(mode="bar")])
     err = capsys.readouterr().err
     assert "50/50 [" in err
     assert "Loss" not in err
@@ -65,7 +65,7 @@ def test_predict_progress(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_evaluate_progress(capsys: pytest.CaptureFixture[str]) -> None:
     fitted, x = fitted_and_data()
-    fitted.evaluate((x, x[:, :1]), verbose=True)
+    fitted.evaluate((x, x[:, :1]), verbose=True, callbacks=[Progress(mode="bar")])
     err = capsys.readouterr().err
     assert "4/4 [" in err and "Loss:" in err
     assert "Epoch" not in err
@@ -81,7 +81,7 @@ def test_progress_to_a_file_and_metric_names() -> None:
         (x, y), epochs=1, callbacks=[Progress(refresh=0.0, file=stream)], verbose=True
     )
     text = stream.getvalue()
-    assert re.search(r"Train metrics: Loss: \d+\.\d{4} - Acc: \d\.\d{4}", text)
+    assert re.search(r"Train: Loss: \d+\.\d{4} - Acc: \d\.\d{4}", text)  # a file: one line per epoch
     assert "- Acc: " in text
 
 
@@ -94,7 +94,11 @@ def test_iterable_data_shows_rate(capsys: pytest.CaptureFixture[str]) -> None:
                 yield torch.randn(10), torch.randn(1)
 
     luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.01).fit(
-        Stream(), epochs=1, dataloader_options={"batch_size": 10}, verbose=True
+        Stream(),
+        epochs=1,
+        dataloader_options={"batch_size": 10},
+        verbose=True,
+        callbacks=[Progress(mode="bar")],
     )
     err = capsys.readouterr().err
     assert "4/? [" in err and "it/s - Loss: " in err
