@@ -44,6 +44,7 @@ class NotebookView(View):
         self._phase = ""
         self._total: int | None = None
         self._start = 0.0
+        self._drawn = -1
 
     # -- the widget -------------------------------------------------------------------------
 
@@ -104,9 +105,11 @@ class NotebookView(View):
         bar.value = min(n, self._total) if self._total else (1 if n else 0)
         line = meter_text(n, self._total, self.clock() - self._start, metrics, bar=False)
         text.value = html.escape(line)
+        self._drawn = n
 
     def phase_end(self, n: int, metrics: Callable[[], Pairs], complete: bool) -> None:
-        self.phase_draw(n, metrics())
+        if n != self._drawn:  # else the last redraw already shows the end
+            self.phase_draw(n, metrics())
         bar, _ = self._row(self._phase)
         bar.bar_style = "success" if complete else "danger"
 

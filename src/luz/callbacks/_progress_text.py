@@ -86,6 +86,7 @@ class BarView(View):
         self._start = 0.0
         self._total: int | None = None
         self._width = 0
+        self._drawn = -1
 
     def _write(self, text: str) -> None:
         self.stream.write(text)
@@ -103,11 +104,12 @@ class BarView(View):
     def phase_draw(self, n: int, metrics: Pairs) -> None:
         line = meter_text(n, self._total, self.clock() - self._start, metrics, bar=True)
         padding = " " * max(self._width - len(line), 0)  # wipe what a longer line left
-        self._width = len(line)
+        self._width, self._drawn = len(line), n
         self._write("\r" + line + padding)
 
     def phase_end(self, n: int, metrics: Callable[[], Pairs], complete: bool) -> None:
-        self.phase_draw(n, metrics())
+        if n != self._drawn:  # else the last redraw already shows the end
+            self.phase_draw(n, metrics())
         self._write("\n")
 
     def epoch_end(self, epoch: int, max_epochs: int, phases: list[tuple[str, Pairs]]) -> None:
