@@ -238,3 +238,18 @@ def test_notebook_mode_without_ipywidgets_says_how_to_fix(monkeypatch: pytest.Mo
     module = luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.01)
     with pytest.raises(ImportError, match=r"needs ipywidgets.*pip install ipywidgets"):
         module.fit((x, y), epochs=1, verbose=True, callbacks=[Progress(mode="notebook")])
+
+
+def test_an_instance_reused_after_a_failed_fit_reports_the_next_evaluation() -> None:
+    stream = io.StringIO()
+    progress = Progress(file=stream, clock=fake_clock())
+    boom = luz.callback(on_epoch_end=lambda ctx: (_ for _ in ()).throw(ValueError("boom")))
+    x, y = regression_data()
+    module = luz.setup(Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.01)
+    with pytest.raises(ValueError, match="boom"):
+        module.fit((x, y), epochs=2, verbose=True, callbacks=[progress, boom])
+    fitted = module.fit((x, y), epochs=1, verbose=False)
+    fitted.evaluate((x, y), verbose=True, callbacks=[progress])
+    assert re.fullmatch(
+        r"Epoch 1/2 - \S+ - Train: Loss: \S+\nEvaluate: 4/4 batches - 500ms - Loss: \S+\n", stream.getvalue()
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -73,7 +74,7 @@ class Progress(Callback):
         self.mode = mode
         self.clock = clock
         self._view: View | None = None
-        self._fitting = False
+        self._fit: weakref.ref[Any] | None = None  # the context of the fit under way
         self._outcome = "done"
         self._phase = ""
         self._count = 0
@@ -109,9 +110,15 @@ class Progress(Callback):
             stream = sys.stderr
         return BarView(self.clock, stream) if mode == "bar" else LinesView(self.clock, stream)
 
+    @property
+    def _fitting(self) -> bool:
+        # A fit that failed never reached on_fit_end: its context is gone (or another one runs).
+        return self._fit is not None and self._fit() is self.context
+
     def _begin_run(self, fitting: bool) -> None:
+        self._phase = ""
         self._view = self._make_view() if self.context.verbose else None
-        self._fitting = fitting
+        self._fit = weakref.ref(self.context) if fitting else None
         self._outcome = "done"
 
     def _end_run(self) -> None:
@@ -119,7 +126,7 @@ class Progress(Callback):
         if self._view is not None:
             self._view.run_end(self._outcome)
         self._view = None
-        self._fitting = False
+        self._fit = None
 
     # -- breakpoints ------------------------------------------------------------------------
 
