@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: dict[int, set[str]] = {
     # L0 · vocabulary and primitives (stdlib and torch only)
-    0: {"events", "errors", "_validate", "_hints", "_tree", "_dist", "_persist"},
+    0: {"events", "errors", "_validate", "_hints", "_tree", "_dist", "_persist", "_console"},
     # L1 · the data of a run
     1: {"records", "batch", "outputs", "data", "_dist.group", "_dist.collectives", "_dist.sharding"},
     # L2 · shared state
@@ -51,6 +51,8 @@ LAYERS: dict[int, set[str]] = {
         "callbacks",
         "callbacks.defaults",
         "callbacks.progress",
+        "callbacks._progress_text",
+        "callbacks._progress_notebook",
         "callbacks.loggers",
         "callbacks.monitor",
         "callbacks.early_stopping",

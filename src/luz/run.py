@@ -94,6 +94,15 @@ def _check_run_options(verbose: object, accelerator: object) -> tuple[Accelerato
     return acc, show and acc.is_writer  # distributed: rank 0 prints
 
 
+def _take_progress(user_callbacks: list[Callback]) -> tuple[Callback, list[Callback]]:
+    """The default `Progress`, or the first of yours, which takes its place among the defaults
+    (so it ends a bar before the defaults after it print notes); and your other callbacks."""
+    for index, cb in enumerate(user_callbacks):
+        if isinstance(cb, Progress):
+            return cb, user_callbacks[:index] + user_callbacks[index + 1 :]
+    return Progress(), user_callbacks
+
+
 def _runner(acc: Accelerator, callbacks: list[Callback], *, fit: bool = False) -> CallbackRunner:
     if fit and acc.distributed:
         return CallbackRunner([DistributedSync(), *callbacks], stop_policy=HeldStop(acc.device))
@@ -123,7 +132,8 @@ def fit(
         on_fit_end
 
     Default callbacks (before yours, by weight): Profile, TrainValid, Metrics, Progress, Interrupt
-    and `luz.callbacks.NaNGuard` (replaced by a `TerminateOnNaN` or `NaNGuard` of yours).
+    and `luz.callbacks.NaNGuard` (replaced by a `TerminateOnNaN` or `NaNGuard` of yours). A
+    `Progress` of yours takes the place of the default one.
 
     Ctrl-C ends training gracefully and `fit` returns the model so far; a SIGTERM ends it the
     same way, then `fit` raises `luz.Terminated` (exit status 143). ``Fitted.stop_reason``
@@ -166,9 +176,9 @@ def fit(
     min_epochs, max_epochs = parse_epochs(epochs)
     compile_options = _compile_options(compile)
     acc, show = _check_run_options(verbose, accelerator)
-    user_callbacks = as_callback_list(callbacks)
+    progress, user_callbacks = _take_progress(as_callback_list(callbacks))
     interrupt = Interrupt()
-    defaults: list[Callback] = [Profile(), TrainValid(), Metrics(), Progress(), interrupt]
+    defaults: list[Callback] = [Profile(), TrainValid(), Metrics(), progress, interrupt]
     if not any(isinstance(cb, TerminateOnNaN | NaNGuard) for cb in user_callbacks):
         defaults.append(NaNGuard())  # yours replaces it (NaNGuard(enabled=False) turns it off)
     runner = _runner(acc, [*defaults, *user_callbacks], fit=True)
@@ -312,7 +322,8 @@ def predict(
     _check_fitted(fitted, "predict")
     stack = check_flag(stack, "stack")
     acc, show = _check_run_options(verbose, accelerator)
-    runner = _runner(acc, [Progress(), Interrupt(), *as_callback_list(callbacks)])
+    progress, user_callbacks = _take_progress(as_callback_list(callbacks))
+    runner = _runner(acc, [progress, Interrupt(), *user_callbacks])
     ctx = Context(verbose=show, accelerator=acc, runner=runner)
     try:
         loader = eval_loader(newdata, dataloader_options, role="prediction")
@@ -387,8 +398,9 @@ def evaluate(
     """
     _check_fitted(fitted, "evaluate")
     acc, show = _check_run_options(verbose, accelerator)
-    defaults = [Profile(), Metrics(), Progress(), Interrupt()]
-    runner = _runner(acc, [*defaults, *as_callback_list(callbacks)])
+    progress, user_callbacks = _take_progress(as_callback_list(callbacks))
+    defaults = [Profile(), Metrics(), progress, Interrupt()]
+    runner = _runner(acc, [*defaults, *user_callbacks])
     ctx = Context(verbose=show, accelerator=acc, runner=runner)
     try:  # clean up (unbind the model) whether setting up or evaluating fails
         loader = eval_loader(data, dataloader_options, role="evaluation")

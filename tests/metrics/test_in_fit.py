@@ -260,4 +260,4 @@ def test_instance_abbrev_names_records_monitors_and_progress(capsys: pytest.Capt
     assert len(fitted.records["metrics"]["valid"]) == 2  # the monitor "valid_rows" resolved
     assert fitted.records["metrics"]["valid"][0]["rows"] == 40.0
     err = capsys.readouterr().err
-    assert "Valid metrics: Loss: " in err and " - Rows: 40.0000" in err
+    assert "Valid: Loss: " in err and " - Rows: 40.0000" in err  # the one-line form off a terminal

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from luz._console import note as console_note
 from luz._dist.sync import log_reduced_metrics
 from luz.callbacks.base import Callback
 from luz.errors import MetricError, with_origin
@@ -203,9 +203,7 @@ class Interrupt(Callback):
         if ctx.verbose:
             if self.terminated:
                 note = "exiting with status 143 (luz.Terminated)"
-                print(f"Training interrupted by SIGTERM at epoch {ctx.epoch}; {note}.", file=sys.stderr)
+                console_note(f"Training interrupted by SIGTERM at epoch {ctx.epoch}; {note}.")
             else:
-                print(
-                    f"Training interrupted at epoch {ctx.epoch}; returning the model trained so far.",
-                    file=sys.stderr,
-                )
+                kept = "returning the model trained so far"
+                console_note(f"Training interrupted at epoch {ctx.epoch}; {kept}.")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any, ClassVar
 
+from luz._console import note as console_note
 from luz._validate import check_count, check_optional_real
 from luz.callbacks.monitor import MonitorCallback
 from luz.events import StopTraining
@@ -82,7 +82,7 @@ class EarlyStopping(MonitorCallback):
     def on_early_stopping(self) -> None:
         ctx = self.context
         if self._stopped_at is not None and ctx.verbose:
-            print(f"Early stopping at epoch {self._stopped_at} of {ctx.max_epochs}", file=sys.stderr)
+            console_note(f"Early stopping at epoch {self._stopped_at} of {ctx.max_epochs}")
         self._stopped_at = None
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,171 +1,240 @@
-"""The progress callback: ``Epoch i/N``, a bar per phase, and end-of-epoch metric lines.
+"""The progress callback, in the form that suits where the output goes.
 
-Bars are drawn by tqdm (``tqdm.auto``: a widget in notebooks, text in terminals). Running
-metric values need a host sync, so they are computed only when the bar refreshes, at most
-every ``refresh`` seconds, never per batch.
+- **notebook** (a Jupyter kernel with ``ipywidgets``): one widget with a row per phase, updated
+  in place, and an HTML table of epochs; nothing on stderr (see ``_progress_notebook``);
+- **bar** (stderr is a terminal): ``Epoch i/N``, a text bar per phase redrawn with ``\\r``, and
+  ``Train metrics: ...`` / ``Valid metrics: ...`` lines, on stderr;
+- **lines** (anything else: a pipe, a file, a CI log): one line per epoch on stderr, no
+  carriage returns (see ``_progress_text``).
+
+Running metric values need a host sync, so they are computed only when a bar is redrawn, at
+most every ``refresh`` seconds, never per batch; the lines form computes none.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+import weakref
+from collections.abc import Callable
 from typing import IO, Any
 
+from luz._console import default_verbose, in_notebook, is_terminal, widgets_available
 from luz._validate import check_real
+from luz.callbacks._progress_text import BarView, LinesView, Pairs, View
 from luz.callbacks.base import Callback
 from luz.records import format_value
 
-_BAR = "{n_fmt}/{total_fmt} [{bar:30}]"
+__all__ = ["MODES", "Progress", "default_verbose"]
 
-
-def default_verbose() -> bool:
-    """Progress is shown when stderr is a terminal or we run inside a notebook kernel."""
-    if "ipykernel" in sys.modules:
-        return True
-    stream = sys.stderr
-    return bool(stream is not None and hasattr(stream, "isatty") and stream.isatty())
+MODES = ("auto", "bar", "lines", "notebook")
+"""The values of ``Progress(mode=...)``."""
 
 
 class Progress(Callback):
-    """Shows progress when ``ctx.verbose`` is true.
+    """Shows progress when ``ctx.verbose`` is true, in one of three forms (``mode``):
 
-    Prints ``Epoch 1/10`` at each epoch start, a bar during training, validation, evaluation and
-    prediction with running metrics (``12/50 [=====     ] - ETA: 00:03 - Loss: 1.8386``), and
-    ``Train metrics: Loss: 0.1234 - Acc: 0.9876`` / ``Valid metrics: ...`` at each epoch end.
+    - ``"bar"`` (a terminal): ``Epoch 1/10``, a bar per phase with running metrics
+      (``12/50 [=====     ] - ETA: 00:03 - Loss: 1.8386``) and ``Train metrics: Loss: 0.1234 -
+      Acc: 0.9876`` / ``Valid metrics: ...`` at each epoch end;
+    - ``"lines"`` (logs): one line per epoch, ``Epoch 1/10 - 1.2s - Train: Loss: 0.1234 - Acc:
+      0.9876 - Valid: Loss: ...``, and one per evaluation or prediction, no carriage returns;
+    - ``"notebook"``: a widget with a bar per phase updated in place and an HTML table of the
+      epochs (needs ``ipywidgets``).
 
-    How it works (the bars, when running metrics are computed): docs/callbacks.md.
+    ``"auto"`` picks ``"notebook"`` in a Jupyter kernel with ipywidgets (``"lines"`` on stdout
+    without it), ``"bar"`` when the output stream is a terminal, else ``"lines"``. A `Progress`
+    passed in ``callbacks`` replaces the default one. How it works: docs/callbacks.md.
 
     Args:
-        refresh: seconds between bar refreshes (each refresh computes the running metrics).
-        file: where to write; default ``sys.stderr`` at the time of writing.
+        refresh: seconds between redraws of a bar (each computes the running metrics).
+        file: where the text forms write; default ``sys.stderr`` at the time of writing (stdout
+            in a notebook without ipywidgets).
+        mode: ``"auto"``, ``"bar"``, ``"lines"`` or ``"notebook"``.
+        clock: the time function (seconds) behind the ETA, rates and durations; tests pass a
+            fake one to make the output deterministic.
     """
 
-    def __init__(self, refresh: float = 0.2, file: IO[str] | None = None) -> None:
+    def __init__(
+        self,
+        refresh: float = 0.2,
+        file: IO[str] | None = None,
+        mode: str = "auto",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.refresh = check_real(refresh, "refresh", minimum=0, hint="It is in seconds.")
+        if mode not in MODES:
+            raise ValueError(
+                f"`mode` must be one of {', '.join(map(repr, MODES))}, got {mode!r}. "
+                "Use 'auto' to pick the form from where the output goes."
+            )
+        if not callable(clock):
+            raise TypeError(f"`clock` must be a function returning seconds, got {type(clock).__name__}.")
         self.file = file
-        self._bar: Any = None
-        self._pending = 0
-        self._last = 0.0
+        self.mode = mode
+        self.clock = clock
+        self._view: View | None = None
+        self._fit: weakref.ref[Any] | None = None  # the context of the fit under way
+        self._outcome = "done"
         self._phase = ""
+        self._count = 0
         self._total: int | None = None
+        self._last = 0.0
+
+    # -- choosing the view ------------------------------------------------------------------
+
+    def resolved_mode(self) -> str:
+        """The form ``mode="auto"`` stands for here and now (see the class docstring)."""
+        if self.mode != "auto":
+            return self.mode
+        if self.file is None and in_notebook():
+            return "notebook" if widgets_available() else "lines"
+        return "bar" if is_terminal(self.file if self.file is not None else sys.stderr) else "lines"
+
+    def _make_view(self) -> View:
+        mode = self.resolved_mode()
+        if mode == "notebook":
+            if not widgets_available():
+                raise ImportError(
+                    "Progress(mode='notebook') needs ipywidgets, which is not installed: "
+                    "pip install ipywidgets, or use mode='auto' (plain lines without it)."
+                )
+            from luz.callbacks._progress_notebook import NotebookView
+
+            return NotebookView(self.clock)
+        if self.file is not None:
+            stream = self.file
+        elif in_notebook():
+            stream = sys.stdout  # stderr is painted as an error in notebooks
+        else:
+            stream = sys.stderr
+        return BarView(self.clock, stream) if mode == "bar" else LinesView(self.clock, stream)
 
     @property
-    def _out(self) -> IO[str]:
-        return self.file if self.file is not None else sys.stderr
+    def _fitting(self) -> bool:
+        # A fit that failed never reached on_fit_end: its context is gone (or another one runs).
+        return self._fit is not None and self._fit() is self.context
 
-    def _print(self, text: str) -> None:
-        print(text, file=self._out, flush=True)
+    def _begin_run(self, fitting: bool) -> None:
+        self._phase = ""
+        self._view = self._make_view() if self.context.verbose else None
+        self._fit = weakref.ref(self.context) if fitting else None
+        self._outcome = "done"
+
+    def _end_run(self) -> None:
+        self._close(complete=False)
+        if self._view is not None:
+            self._view.run_end(self._outcome)
+        self._view = None
+        self._fit = None
 
     # -- breakpoints ------------------------------------------------------------------------
 
+    def on_fit_begin(self) -> None:
+        self._begin_run(fitting=True)
+
     def on_epoch_begin(self) -> None:
-        ctx = self.context
-        if ctx.verbose:
-            self._print(f"Epoch {ctx.epoch}/{ctx.max_epochs}")
+        if self._view is not None:
+            self._view.epoch_begin(self.context.epoch, self.context.max_epochs)
 
     def on_train_begin(self) -> None:
         self._open("train")
 
     def on_valid_begin(self) -> None:
-        self._open("valid")
+        if not self._fitting:
+            self._begin_run(fitting=False)
+        self._open("valid" if self._fitting else "evaluate")
 
     def on_predict_begin(self) -> None:
-        self._open("")
+        self._begin_run(fitting=False)
+        self._open("predict")
 
     def on_train_batch_end(self) -> None:
-        if self._bar is not None:
-            self._tick()
+        if self._phase:
+            self._count += 1
+            if self._view is not None and self._view.redraws:
+                now = self.clock()
+                if now - self._last >= self.refresh:
+                    self._last = now
+                    self._view.phase_draw(self._count, self._running_metrics())
 
     on_valid_batch_end = on_train_batch_end
     on_predict_batch_end = on_train_batch_end
 
     def on_train_end(self) -> None:
-        self._close()
+        self._close(complete=True)
 
-    on_valid_end = on_train_end
-    on_predict_end = on_train_end
+    def on_valid_end(self) -> None:
+        self._close(complete=True)
+        if not self._fitting:
+            self._end_run()
+
+    def on_predict_end(self) -> None:
+        self._close(complete=True)
+        self._end_run()
 
     def on_epoch_end(self) -> None:
         ctx = self.context
-        if not ctx.verbose:
+        if self._view is None:
             return
-        for phase, label in (("train", "Train"), ("valid", "Valid")):
+        phases = []
+        for phase in ("train", "valid"):
             values = ctx.get_metrics(phase, ctx.epoch)
             if values:
-                self._print(f"{label} metrics: {self._format(phase, values)}")
+                phases.append((phase, self._format(phase, values)))
+        self._view.epoch_end(ctx.epoch, ctx.max_epochs, phases)
+
+    def on_early_stopping(self) -> None:
+        self._close(complete=False)  # before the notes of other callbacks
+        self._outcome = "stopped"
+
+    def on_interrupt(self) -> None:
+        self._close(complete=False)
+        self._outcome = "interrupted"
 
     def on_fit_end(self) -> None:
-        self._close()
+        self._end_run()
 
-    # -- the bar ----------------------------------------------------------------------------
+    # -- a phase ----------------------------------------------------------------------------
 
     def _open(self, phase: str) -> None:
-        ctx = self.context
-        self._close()
-        if not ctx.verbose:
+        self._close(complete=False)
+        if self._view is None:
             return
-        from tqdm.auto import tqdm
-
         try:
-            total: int | None = len(ctx.data)  # type: ignore[arg-type]
+            total: int | None = len(self.context.data)  # type: ignore[arg-type]
         except TypeError:
             total = None
-        self._phase = phase
-        self._total = total
-        self._pending = 0
-        self._last = time.monotonic()
-        self._bar = tqdm(
-            total=total,
-            file=self._out,
-            bar_format=self._bar_format(""),
-            ascii=" =",
-            leave=True,
-            dynamic_ncols=False,
-            mininterval=self.refresh,
-        )
+        self._phase, self._count, self._total = phase, 0, total
+        self._last = self.clock() if self._view.redraws else 0.0
+        self._view.phase_begin(phase, total)
 
-    def _bar_format(self, metrics: str) -> str:
-        timing = " - ETA: {remaining}" if self._total else " - {rate_fmt}"
-        escaped = metrics.replace("{", "{{").replace("}", "}}")
-        return _BAR + timing + escaped
-
-    def _tick(self) -> None:
-        self._pending += 1
-        now = time.monotonic()
-        if now - self._last >= self.refresh:
-            self._last = now
-            self._flush()
-
-    def _flush(self) -> None:
-        bar = self._bar
-        if self._phase:
-            bar.bar_format = self._bar_format(self._running_metrics())
-        bar.update(self._pending)
-        self._pending = 0
-
-    def _close(self) -> None:
-        if self._bar is None:
+    def _close(self, *, complete: bool) -> None:
+        if not self._phase or self._view is None:
+            self._phase = ""
             return
-        self._flush()
-        self._bar.close()
-        self._bar = None
+        if self._total is not None:
+            complete = complete and self._count == self._total
+        self._view.phase_end(self._count, self._running_metrics, complete)
+        self._phase = ""
 
     # -- formatting -------------------------------------------------------------------------
 
-    def _running_metrics(self) -> str:
+    def _running_metrics(self) -> Pairs:
         ctx = self.context
-        if ctx.iter == 0:
-            return ""
+        if self._phase == "predict" or self._count == 0:
+            return []
+        metric_phase = "train" if self._phase == "train" else "valid"
         parts = []
-        for metric in ctx.metrics.get(self._phase, []):
+        for metric in ctx.metrics.get(metric_phase, []):
             try:
-                value = metric.compute()  # a host sync: only at refreshes
+                value = metric.compute()  # a host sync: only at redraws
             except Exception:  # a metric that cannot compute yet shows nothing
                 continue
-            parts.append(f" - {metric.display_name}: {metric.format(value)}")
-        return "".join(parts)
+            parts.append((metric.display_name, metric.format(value)))
+        return parts
 
-    def _format(self, phase: str, values: dict[str, Any]) -> str:
+    def _format(self, phase: str, values: dict[str, Any]) -> Pairs:
         ctx = self.context
         names = ctx.metric_names.get(phase, [])
         metrics = ctx.metrics.get(phase, [])
@@ -173,10 +242,6 @@ class Progress(Callback):
         parts = []
         for name, value in values.items():
             label, metric = display.get(name, (name, None))
-            text = metric.format(value) if metric is not None else _fmt(value)
-            parts.append(f"{label}: {text}")
-        return " - ".join(parts)
-
-
-def _fmt(value: Any) -> str:
-    return format_value(value)
+            text = metric.format(value) if metric is not None else format_value(value)
+            parts.append((label, text))
+        return parts

@@ -7,11 +7,11 @@ import copy
 import math
 import os
 import re
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
+from luz._console import note as console_note
 from luz._persist.atomic import remove_stale_temporaries
 from luz._persist.checkpoint import (
     all_finite,
@@ -185,7 +185,7 @@ class AutoResume(Callback):
         check_run(ctx, state, repr(str(self.path)), strict=self.strict)
         self._resume_epoch = min(int(state["epoch"]), ctx.max_epochs)
         if ctx.verbose:
-            print(f"Resuming training from {str(self.path)!r} after epoch {state['epoch']}.", file=sys.stderr)
+            console_note(f"Resuming training from {str(self.path)!r} after epoch {state['epoch']}.")
         # A copy: records logged by index while epochs are skipped must not reach the saved
         # state, which is put back untouched at the last skipped epoch.
         load_checkpoint_into_context(ctx, copy.deepcopy(state), name=str(self.path))

@@ -1,0 +1,165 @@
+"""Progress in a Jupyter notebook: widgets updated in place and an HTML table of epochs.
+
+A fit shows two outputs, whatever its number of epochs:
+
+1. one widget: an ``Epoch i/N`` row (a bar over the epochs, elapsed time and an estimate of the
+   time left) and one row per phase (``train``, ``valid``), each a bar with ``12/50 - ETA: 00:03 -
+   Loss: 1.8386``; the phase rows are reused from epoch to epoch, not added;
+2. a table with one row per finished epoch (the recorded metrics and the epoch's time), updated
+   in place (a display id), with a text form for viewers that do not render HTML.
+
+Evaluation and prediction show one row (a bar). Nothing is written to stdout or stderr. A bar
+turns green when its pass completes and red when it was cut short (an interrupt, a stop).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from typing import Any
+
+from luz.callbacks._progress_text import LABELS, Clock, Pairs, View, meter_text
+from luz.reporting import pretty_seconds
+
+
+class NotebookView(View):
+    """Widgets (ipywidgets) and an HTML table; needs ``ipywidgets`` and IPython."""
+
+    redraws = True
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        import ipywidgets
+        from IPython.display import display
+
+        self._widgets: Any = ipywidgets
+        self._display: Any = display
+        self._box: Any = None
+        self._rows: dict[str, tuple[Any, Any]] = {}  # phase -> (bar, text)
+        self._epoch_row: tuple[Any, Any, Any] | None = None  # (label, bar, text)
+        self._table: Any = None
+        self._epochs: list[tuple[int, str, list[tuple[str, Pairs]]]] = []
+        self._fit_start = 0.0
+        self._epoch_start = 0.0
+        self._phase = ""
+        self._total: int | None = None
+        self._start = 0.0
+        self._drawn = -1
+
+    # -- the widget -------------------------------------------------------------------------
+
+    def _shown_box(self) -> Any:
+        if self._box is None:
+            self._box = self._widgets.VBox([])
+            self._display(self._box)
+        return self._box
+
+    def _label(self, text: str) -> Any:
+        return self._widgets.HTML(html.escape(text), layout=self._widgets.Layout(width="7em"))
+
+    def _row(self, phase: str) -> tuple[Any, Any]:
+        if phase not in self._rows:
+            w = self._widgets
+            bar = w.FloatProgress(value=0, min=0, max=1, layout=w.Layout(width="30%"))
+            text = w.HTML("")
+            box = self._shown_box()
+            box.children = (*box.children, w.HBox([self._label(LABELS[phase].lower()), bar, text]))
+            self._rows[phase] = (bar, text)
+        return self._rows[phase]
+
+    def epoch_begin(self, epoch: int, max_epochs: int) -> None:
+        now = self.clock()
+        if self._epoch_row is None:
+            w = self._widgets
+            self._fit_start = now
+            label, bar = self._label(""), w.FloatProgress(value=0, min=0, max=max(max_epochs, 1))
+            text = w.HTML("")
+            bar.layout = w.Layout(width="30%")
+            box = self._shown_box()
+            box.children = (w.HBox([label, bar, text]), *box.children)
+            self._epoch_row = (label, bar, text)
+        self._epoch_start = now
+        label, bar, text = self._epoch_row
+        label.value = html.escape(f"Epoch {epoch}/{max_epochs}")
+        self._draw_epochs(epoch - 1, max_epochs, now)
+
+    def _draw_epochs(self, done: int, max_epochs: int, now: float) -> None:
+        assert self._epoch_row is not None
+        _, bar, text = self._epoch_row
+        bar.value = done
+        elapsed = now - self._fit_start
+        line = f"{done}/{max_epochs} epochs - {pretty_seconds(elapsed)} elapsed"
+        if 0 < done < max_epochs:
+            line += f" - ETA: {pretty_seconds(elapsed / done * (max_epochs - done))}"
+        text.value = html.escape(line)
+
+    def phase_begin(self, phase: str, total: int | None) -> None:
+        self._phase, self._total, self._start = phase, total, self.clock()
+        bar, _ = self._row(phase)
+        bar.bar_style = "" if total else "info"  # no length: a full striped bar
+        bar.max = total or 1
+        self.phase_draw(0, [])
+
+    def phase_draw(self, n: int, metrics: Pairs) -> None:
+        bar, text = self._row(self._phase)
+        bar.value = min(n, self._total) if self._total else (1 if n else 0)
+        line = meter_text(n, self._total, self.clock() - self._start, metrics, bar=False)
+        text.value = html.escape(line)
+        self._drawn = n
+
+    def phase_end(self, n: int, metrics: Callable[[], Pairs], complete: bool) -> None:
+        if n != self._drawn:  # else the last redraw already shows the end
+            self.phase_draw(n, metrics())
+        bar, _ = self._row(self._phase)
+        bar.bar_style = "success" if complete else "danger"
+
+    # -- the table of epochs ----------------------------------------------------------------
+
+    def epoch_end(self, epoch: int, max_epochs: int, phases: list[tuple[str, Pairs]]) -> None:
+        now = self.clock()
+        self._epochs.append((epoch, pretty_seconds(now - self._epoch_start), phases))
+        if self._epoch_row is not None:
+            self._draw_epochs(epoch, max_epochs, now)
+        bundle = {"text/html": self._table_html(), "text/plain": self._table_text()}
+        if self._table is None:
+            self._table = self._display(bundle, raw=True, display_id=True)
+        else:
+            self._table.update(bundle, raw=True)
+
+    def _columns(self) -> list[tuple[str, str]]:
+        columns: list[tuple[str, str]] = []
+        for _, _, phases in self._epochs:
+            for phase, pairs in phases:
+                for name, _ in pairs:
+                    if (phase, name) not in columns:
+                        columns.append((phase, name))
+        return columns
+
+    def _cells(self) -> tuple[list[str], list[list[str]]]:
+        columns = self._columns()
+        header = ["Epoch", *(f"{LABELS[phase]} {name}" for phase, name in columns), "Time"]
+        rows = []
+        for epoch, seconds, phases in self._epochs:
+            values = {(phase, name): text for phase, pairs in phases for name, text in pairs}
+            rows.append([str(epoch), *(values.get(column, "") for column in columns), seconds])
+        return header, rows
+
+    def _table_html(self) -> str:
+        header, rows = self._cells()
+        head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
+        )
+        return f'<table class="luz-progress"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+    def _table_text(self) -> str:
+        header, rows = self._cells()
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        table = [header, *rows]
+        lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in table]
+        return "\n".join(lines)
+
+    def run_end(self, outcome: str) -> None:
+        if self._epoch_row is not None:
+            _, bar, _ = self._epoch_row
+            bar.bar_style = {"done": "success", "stopped": "warning"}.get(outcome, "danger")
