@@ -18,7 +18,9 @@ class WandbLogger(TrackingLogger):
     named like monitor names, plus ``epoch``) with ``step = epoch``.
 
     When a W&B run is active (``wandb.init()`` before the fit) the fit is logged into it, and
-    it is left open. Otherwise the callback calls ``wandb.init(project=project,
+    it is left open; if that run already holds steps (an earlier fit, your own
+    ``wandb.log``), the epochs are logged after its current step (W&B drops steps that go
+    back), still with their ``epoch``. Otherwise the callback calls ``wandb.init(project=project,
     **init_kwargs)`` at ``on_fit_begin`` and finishes the run at the fit's end, with exit
     code 0 (every epoch, or an early stop), 255 (Ctrl-C, SIGTERM) or 1 (an error), which W&B
     shows as finished or failed. Nested hparams are flattened to dotted keys. In a
@@ -50,6 +52,7 @@ class WandbLogger(TrackingLogger):
         self._wandb = import_backend("wandb", "wandb", "WandbLogger")
         self.run: Any = None
         """The W&B run being (or last) logged to."""
+        self._step_offset = 0
 
     def open_run(self) -> bool:
         wandb = self._wandb
@@ -64,8 +67,12 @@ class WandbLogger(TrackingLogger):
                     stacklevel=2,
                 )
             self.run = active
+            # W&B drops (or merges into the open row) steps that are not past the run's
+            # current one: a run that already holds steps gets the epochs after them.
+            self._step_offset = max(int(active.step), 0)
             return False
         self.run = wandb.init(project=self.project, **self.init_kwargs)
+        self._step_offset = 0
         return True
 
     def log_params(self, params: dict[str, Any]) -> None:
@@ -73,7 +80,7 @@ class WandbLogger(TrackingLogger):
         self.run.config.update(params, allow_val_change=True)
 
     def log_metrics(self, metrics: dict[str, float], epoch: int) -> None:
-        self.run.log({**metrics, "epoch": epoch}, step=epoch)
+        self.run.log({**metrics, "epoch": epoch}, step=self._step_offset + epoch)
 
     def close_run(self, status: Status) -> None:
         self.run.finish(exit_code=_EXIT_CODES[status])
