@@ -230,3 +230,37 @@ def test_bad_arguments_and_a_missing_package(monkeypatch: pytest.MonkeyPatch) ->
 def test_importing_luz_imports_neither_mlflow_nor_wandb() -> None:
     code = "import sys, luz; sys.exit(any(m in sys.modules for m in ('mlflow', 'wandb')))"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+_DDP_SCRIPT = """
+from luz.callbacks import MLflowLogger
+torch.manual_seed(0)
+x, y = torch.randn(48, 10), torch.randn(48, 1)
+cb = MLflowLogger(experiment_name="ddp", tracking_uri=sys.argv[2])
+fitted = (
+    luz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+    .set_hparams(in_features=10, out_features=1).set_opt_hparams(lr=0.05)
+    .fit((x, y), epochs=2, valid_data=(x[:16], y[:16]), callbacks=[cb], verbose=False,
+         dataloader_options={"batch_size": 8})
+)
+dump("mlflow", {"run_id": cb.run_id, "metrics": fitted.get_metrics().to_dict("records")})
+"""
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_under_ddp_rank_0_alone_logs_the_reduced_metrics(store: str, tmp_path: Path) -> None:
+    from tests.test_distributed import assert_ok, load, torchrun
+
+    assert_ok(torchrun(_DDP_SCRIPT, tmp_path, store))
+    ranks = [load(tmp_path, "mlflow", rank) for rank in (0, 1)]
+    assert ranks[1]["run_id"] is None and ranks[0]["run_id"] is not None
+    assert ranks[0]["metrics"] == ranks[1]["metrics"]  # the records are the same on every rank
+    client = mlflow.MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment_by_name("ddp")
+    (run,) = client.search_runs([experiment.experiment_id])  # one run, not one per rank
+    assert run.info.run_id == ranks[0]["run_id"] and run.info.status == "FINISHED"
+    expected: dict[str, list[tuple[int, float]]] = {}
+    for row in ranks[0]["metrics"]:
+        expected.setdefault(f"{row['set']}_{row['metric']}", []).append((row["epoch"], row["value"]))
+    assert _history(client, run.info.run_id) == expected
