@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import torch
 from torch import nn
@@ -59,6 +59,45 @@ class Fitted:
             return p.device
         return torch.device("cpu")
 
+    @overload
+    def predict(
+        self,
+        newdata: Any,
+        *,
+        stack: Literal[True] = True,
+        callbacks: Any = None,
+        accelerator: Accelerator | None = None,
+        verbose: bool | None = None,
+        dataloader_options: dict[str, Any] | None = None,
+        **predict_kwargs: Any,
+    ) -> torch.Tensor: ...
+
+    @overload
+    def predict(
+        self,
+        newdata: Any,
+        *,
+        stack: Literal[False],
+        callbacks: Any = None,
+        accelerator: Accelerator | None = None,
+        verbose: bool | None = None,
+        dataloader_options: dict[str, Any] | None = None,
+        **predict_kwargs: Any,
+    ) -> list[Any]: ...
+
+    @overload
+    def predict(
+        self,
+        newdata: Any,
+        *,
+        stack: bool,
+        callbacks: Any = None,
+        accelerator: Accelerator | None = None,
+        verbose: bool | None = None,
+        dataloader_options: dict[str, Any] | None = None,
+        **predict_kwargs: Any,
+    ) -> torch.Tensor | list[Any]: ...
+
     def predict(
         self,
         newdata: Any,
@@ -69,9 +108,11 @@ class Fitted:
         verbose: bool | None = None,
         dataloader_options: dict[str, Any] | None = None,
         **predict_kwargs: Any,
-    ) -> Any:
+    ) -> torch.Tensor | list[Any]:
         """Predictions for ``newdata``: `luz.predict` on this fitted model (see there); extra
-        keywords go to the model's ``predict`` method.
+        keywords go to the model's ``predict`` method. Typed ``torch.Tensor`` with
+        ``stack=True`` (the default; a model returning a tuple or dict gets that structure of
+        stacked tensors) and ``list`` of per-batch outputs with ``stack=False``.
 
         Example:
             >>> preds = fitted.predict(x_test)  # doctest: +SKIP

@@ -13,7 +13,7 @@ import os
 import re
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 from torch import nn
@@ -281,6 +281,48 @@ def _check_fitted(fitted: object, function: str) -> None:
     raise TypeError(f"luz.{function}(): `fitted` must be a luz.Fitted, got {given}; {fix}.")
 
 
+@overload
+def predict(
+    fitted: Fitted,
+    newdata: Any,
+    *,
+    stack: Literal[True] = True,
+    callbacks: Any = None,
+    accelerator: Accelerator | None = None,
+    verbose: bool | None = None,
+    dataloader_options: dict[str, Any] | None = None,
+    **predict_kwargs: Any,
+) -> torch.Tensor: ...
+
+
+@overload
+def predict(
+    fitted: Fitted,
+    newdata: Any,
+    *,
+    stack: Literal[False],
+    callbacks: Any = None,
+    accelerator: Accelerator | None = None,
+    verbose: bool | None = None,
+    dataloader_options: dict[str, Any] | None = None,
+    **predict_kwargs: Any,
+) -> list[Any]: ...
+
+
+@overload
+def predict(
+    fitted: Fitted,
+    newdata: Any,
+    *,
+    stack: bool,
+    callbacks: Any = None,
+    accelerator: Accelerator | None = None,
+    verbose: bool | None = None,
+    dataloader_options: dict[str, Any] | None = None,
+    **predict_kwargs: Any,
+) -> torch.Tensor | list[Any]: ...
+
+
 def predict(
     fitted: Fitted,
     newdata: Any,
@@ -291,7 +333,7 @@ def predict(
     verbose: bool | None = None,
     dataloader_options: dict[str, Any] | None = None,
     **predict_kwargs: Any,
-) -> Any:
+) -> torch.Tensor | list[Any]:
     """Predictions of a fitted model for ``newdata``, in order.
 
     What runs: ``on_predict_begin``, then per batch ``on_predict_batch_begin``, the model's
@@ -311,7 +353,10 @@ def predict(
         **predict_kwargs: passed to the model's ``predict`` method (e.g. ``scale=2.0``).
 
     Returns:
-        The stacked predictions, or the list of per-batch outputs.
+        The stacked predictions, or (``stack=False``) the list of per-batch outputs. Stacked
+        predictions are typed ``torch.Tensor``, what a model that returns a tensor gives; a
+        model that returns a tuple, list or dict of tensors gets that structure of stacked
+        tensors (``typing.cast`` it, e.g. ``cast(tuple[Tensor, Tensor], preds)``).
 
     Raises:
         TypeError: ``predict_kwargs`` given for a model without a ``predict`` method.
@@ -343,7 +388,10 @@ def predict(
             predictions = [move_to_device(p, acc.device) for p in ordered]
     finally:
         ctx.clean()
-    return stack_predictions(predictions) if stack else predictions
+    if not stack:
+        return predictions
+    stacked: torch.Tensor = stack_predictions(predictions)  # or that structure of tensors (above)
+    return stacked
 
 
 def stack_predictions(predictions: list[Any]) -> Any:

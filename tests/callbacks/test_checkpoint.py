@@ -13,7 +13,7 @@ from torch import nn
 import luz
 from luz.callbacks import KeepBestModel, ModelCheckpoint
 from luz.serialization import read_checkpoint
-from tests.conftest import Linear, regression_data
+from tests.conftest import Linear, classification_data, regression_data
 
 
 def _module(lr: float = 0.01) -> luz.LuzModule:
@@ -299,3 +299,57 @@ def test_checkpoint_in_a_chmod_read_only_directory(tmp_path: Path) -> None:
             ModelCheckpoint(locked / "m.pt")
     finally:
         locked.chmod(0o755)
+
+
+def test_a_template_may_use_any_monitor_name(tmp_path: Path) -> None:
+    template = str(tmp_path / "m-{epoch:02d}-{valid_loss:.3f}-{Train_Loss:.4f}-{monitor_name}.pt")
+    x, y = regression_data()
+    cb = ModelCheckpoint(template, monitor="train_loss")
+    fitted = _module().fit((x, y), epochs=3, valid_data=(x[:40], y[:40]), callbacks=[cb], verbose=False)
+    metrics = fitted.get_metrics()
+    train = metrics.query("set == 'train' and metric == 'loss'")["value"].tolist()
+    valid = metrics.query("set == 'valid' and metric == 'loss'")["value"].tolist()
+    expected = [
+        f"m-{e:02d}-{v:.3f}-{t:.4f}-train_loss.pt"
+        for e, (t, v) in enumerate(zip(train, valid, strict=True), 1)
+    ]
+    assert sorted(os.listdir(tmp_path)) == expected
+    assert read_checkpoint(tmp_path / expected[-1])["epoch"] == 3
+
+
+def test_a_template_with_a_dict_metric_key(tmp_path: Path) -> None:
+    # Flattened names work as fields too: one optimizer's loss, one class's AUROC.
+    x, y = classification_data()
+    module = (
+        luz.setup(
+            Linear,
+            loss=nn.CrossEntropyLoss(),
+            optimizer=torch.optim.SGD,
+            metrics=[luz.metrics.MulticlassAUROC(average="none", from_logits=True)],
+        )
+        .set_hparams(out_features=3)
+        .set_opt_hparams(lr=0.1)
+    )
+    cb = ModelCheckpoint(str(tmp_path / "e{epoch}-{train_auc_2:.5f}.pt"), monitor="train_loss")
+    fitted = module.fit((x, y), epochs=2, callbacks=[cb], verbose=False)
+    aucs = fitted.get_metrics().query("set == 'train' and metric == 'auc_2'")["value"].tolist()
+    assert sorted(os.listdir(tmp_path)) == [f"e{e}-{a:.5f}.pt" for e, a in enumerate(aucs, 1)]
+
+
+def test_a_template_field_that_is_no_metric_fails_at_construction(tmp_path: Path) -> None:
+    for bad in ("{loss}", "{val_loss}", "{test_acc}", "{}", "{0}", "{valid_}"):
+        with pytest.raises(ValueError, match=r"unknown field .*monitor names such as \{valid_loss:\.3f\}"):
+            ModelCheckpoint(str(tmp_path / f"m-{bad}.pt"))
+    with pytest.raises(ValueError, match=r"formatting it failed"):
+        ModelCheckpoint(str(tmp_path / "m-{valid_loss:d}.pt"))  # a float with an int format
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unrecorded_monitor_name_in_the_template_fails_at_the_first_epoch(tmp_path: Path) -> None:
+    cb = ModelCheckpoint(str(tmp_path / "m-{valid_acc:.3f}.pt"), monitor="train_loss")
+    with pytest.raises(luz.CallbackError) as info:
+        _fit([cb], epochs=3)
+    message = str(info.value.__cause__)
+    assert "uses {valid_acc}, but epoch 1 recorded no metric of that name" in message
+    assert "Available monitor names: 'train_loss'." in message
+    assert list(tmp_path.iterdir()) == []

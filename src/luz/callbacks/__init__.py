@@ -10,10 +10,12 @@ from luz.callbacks.loggers import CSVLogger, TensorBoard
 from luz.callbacks.lr_monitor import LRMonitor
 from luz.callbacks.lr_scheduler import LRScheduler
 from luz.callbacks.mixup import Mixup, MixupLoss, MixupTarget, mixup
+from luz.callbacks.mlflow_logger import MLflowLogger
 from luz.callbacks.monitor import MonitorCallback
 from luz.callbacks.progress import Progress
 from luz.callbacks.resume import AutoResume, ResumeFromCheckpoint
 from luz.callbacks.terminate_on_nan import NaNGuard, TerminateOnNaN
+from luz.callbacks.wandb_logger import WandbLogger
 
 __all__ = [
     "AutoResume",
@@ -25,6 +27,7 @@ __all__ = [
     "KeepBestModel",
     "LRMonitor",
     "LRScheduler",
+    "MLflowLogger",
     "Metrics",
     "MixedPrecision",
     "Mixup",
@@ -39,6 +42,7 @@ __all__ = [
     "TensorBoard",
     "TerminateOnNaN",
     "TrainValid",
+    "WandbLogger",
     "callback",
     "mixup",
 ]

@@ -25,7 +25,7 @@ from luz._persist.checkpoint import (
 )
 from luz._validate import check_flag, check_output_file
 from luz.accelerator import is_writer
-from luz.callbacks.monitor import MonitorCallback
+from luz.callbacks.monitor import SETS, MonitorCallback, flat_metric_value, monitor_names
 
 DIRECTORY_TEMPLATE = "epoch-{epoch:02d}-{monitor_name}-{monitor:.3f}.pt"
 
@@ -35,12 +35,43 @@ def _is_directory(path: str) -> bool:
 
 
 TEMPLATE_FIELDS = ("epoch", "monitor", "monitor_name")
-"""The fields a `ModelCheckpoint` path template may use."""
+"""The fixed fields a `ModelCheckpoint` path template may use; any monitor name
+(``{valid_loss:.3f}``, ``{train_acc}``) may be used too."""
+
+
+def _is_monitor_field(name: str) -> bool:
+    set_name, _, rest = name.lower().partition("_")
+    return set_name in SETS and bool(rest)
+
+
+def template_fields(text: str) -> list[str]:
+    """The field names of template ``text`` (``{valid_loss:.3f}`` → ``valid_loss``), checked.
+
+    Raises:
+        ValueError: an unmatched brace, or a field that is neither a `TEMPLATE_FIELDS` name
+            nor a monitor name (``train_*``, ``valid_*``).
+    """
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(text) if field is not None]
+    except ValueError as error:  # an unmatched brace
+        raise _template_error(text, f"it is not a valid template ({error})") from None
+    names: list[str] = []
+    for field in fields:
+        name = field.split(".", 1)[0].split("[", 1)[0]
+        if name not in TEMPLATE_FIELDS and not _is_monitor_field(name):
+            shown = f"{{{field}}}" if field else "{}"
+            raise _template_error(text, f"it uses the unknown field {shown}")
+        if name not in names:
+            names.append(name)
+    return names
 
 
 def check_checkpoint_path(path: object, monitor: str) -> str:
     """``path`` as a checkpoint file template (a directory gets `DIRECTORY_TEMPLATE`), checked
     when the callback is made so a bad path fails before any training, not at the first write.
+
+    Metric fields (``{valid_loss:.3f}``) are checked for their form here; whether such a
+    metric exists is only known once an epoch has run (`ModelCheckpoint.file_for`).
 
     Raises:
         TypeError: ``path`` is not a str or ``os.PathLike``.
@@ -65,17 +96,9 @@ def check_checkpoint_path(path: object, monitor: str) -> str:
 
 def _format_sample(text: str, monitor: str) -> str:
     """``text`` formatted with sample values: an unknown field or a bad format spec fails here."""
+    metrics = {name: 0.5 for name in template_fields(text) if name not in TEMPLATE_FIELDS}
     try:
-        fields = [field for _, field, _, _ in string.Formatter().parse(text) if field is not None]
-    except ValueError as error:  # an unmatched brace
-        raise _template_error(text, f"it is not a valid template ({error})") from None
-    for field in fields:
-        name = field.split(".", 1)[0].split("[", 1)[0]
-        if name not in TEMPLATE_FIELDS:
-            shown = f"{{{field}}}" if field else "{}"
-            raise _template_error(text, f"it uses the unknown field {shown}")
-    try:
-        return text.format(epoch=1, monitor=0.5, monitor_name=monitor)
+        return text.format(**metrics, epoch=1, monitor=0.5, monitor_name=monitor)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
         raise _template_error(text, f"formatting it failed ({error})") from None
 
@@ -84,8 +107,8 @@ def _template_error(text: str, problem: str) -> ValueError:
     valid = ", ".join(f"{{{f}}}" for f in TEMPLATE_FIELDS)
     return ValueError(
         f"`path` {text!r} is a template for str.format, but {problem}. The valid fields are "
-        f"{valid}, e.g. 'model-{{epoch:02d}}-{{monitor:.3f}}.pt'; write a literal brace as '{{{{' "
-        "or '}}'."
+        f"{valid} and monitor names such as {{valid_loss:.3f}} or {{train_acc}}, e.g. "
+        "'model-{epoch:02d}-{monitor:.3f}.pt'; write a literal brace as '{{' or '}}'."
     )
 
 
@@ -99,9 +122,12 @@ class ModelCheckpoint(MonitorCallback):
     How it works (file names, when it writes, distributed fits): docs/checkpoints.md.
 
     Args:
-        path: a ``str.format`` template with ``epoch``, ``monitor`` (the monitored value) and
-            ``monitor_name``, or a directory (trailing ``/``), which gets
-            ``epoch-{epoch:02d}-{monitor_name}-{monitor:.3f}.pt``.
+        path: a ``str.format`` template with ``epoch``, ``monitor`` (the monitored value),
+            ``monitor_name`` and any monitor name (``model-{epoch:02d}-{valid_loss:.3f}.pt``),
+            or a directory (trailing ``/``), which gets
+            ``epoch-{epoch:02d}-{monitor_name}-{monitor:.3f}.pt``. A field that is none of
+            these is a ``ValueError`` here; a monitor name that no epoch records is a
+            ``ValueError`` at the first epoch end, listing the names that exist.
         monitor: the metric to watch, ``<set>_<name>`` (e.g. ``"valid_loss"``).
         save_best_only: save only when ``monitor`` improves (and always at epoch 1).
         mode: ``"min"``, ``"max"`` or ``"zero"``.
@@ -123,6 +149,7 @@ class ModelCheckpoint(MonitorCallback):
     ) -> None:
         super().__init__(monitor=monitor, mode=mode, min_delta=min_delta)
         self.path = check_checkpoint_path(path, self.monitor)
+        self._metric_fields = [f for f in template_fields(self.path) if f not in TEMPLATE_FIELDS]
         directory = os.path.dirname(self.path)
         if "{" not in directory:  # a templated directory has no one place to clean
             remove_stale_temporaries(os.path.join(directory, "x"), any_name=True)
@@ -133,13 +160,39 @@ class ModelCheckpoint(MonitorCallback):
     every_rank_writes: ClassVar[bool] = False
     """Whether each rank of a distributed fit writes (else rank 0 only)."""
 
-    def file_for(self, epoch: int, value: float) -> Path:
-        """The file name for ``epoch`` with monitored value ``value``."""
-        return Path(self.path.format(epoch=epoch, monitor=value, monitor_name=self.monitor))
+    def file_for(self, epoch: int, value: float, metrics: dict[str, float] | None = None) -> Path:
+        """The file name for ``epoch`` with monitored value ``value`` and the values of the
+        template's monitor-name fields in ``metrics`` (see `template_values`)."""
+        fields = metrics or {}
+        return Path(self.path.format(**fields, epoch=epoch, monitor=value, monitor_name=self.monitor))
+
+    def template_values(self) -> dict[str, float]:
+        """The current epoch's values of the monitor names the path template uses.
+
+        Raises:
+            ValueError: a name the epoch did not record; the message lists the names that exist.
+        """
+        ctx = self.context
+        if not self._metric_fields:
+            return {}
+        names = monitor_names(ctx)
+        values: dict[str, float] = {}
+        for field in self._metric_fields:
+            found = names.get(field.lower())
+            if found is None:
+                available = ", ".join(repr(n) for n in names) or "none (no metrics recorded yet)"
+                raise ValueError(
+                    f"{type(self).__name__}: the path template {self.path!r} uses {{{field}}}, but "
+                    f"epoch {ctx.epoch} recorded no metric of that name. Available monitor names: "
+                    f"{available}."
+                )
+            values[field] = float(flat_metric_value(ctx, *found, ctx.epoch))
+        return values
 
     def on_epoch_end(self) -> None:
         ctx = self.context
         value = self.current_value(ctx)
+        fields = self.template_values()  # every epoch: a missing name fails at the first one
         better = self.is_improvement(value, self.best)
         first = ctx.epoch == 1  # a new fit: what an earlier fit of this instance saw is history
         if self.save_best_only and not (better or first):
@@ -147,7 +200,7 @@ class ModelCheckpoint(MonitorCallback):
         previous = self.best
         if better or (self.save_best_only and first):
             self.best = value  # before saving, so the checkpoint holds this callback's new state
-        if not self.save(self.file_for(ctx.epoch, value)):
+        if not self.save(self.file_for(ctx.epoch, value, fields)):
             self.best = previous
 
     def save(self, path: Path) -> bool:
