@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
@@ -11,6 +12,11 @@ from torch import nn
 
 import luz
 from luz.outputs import OutputLoss, detached, prediction
+
+
+@dataclasses.dataclass
+class Record:
+    logits: torch.Tensor
 
 
 class Out(NamedTuple):
@@ -24,8 +30,11 @@ def test_prediction_is_the_logits_field_of_a_mapping_or_an_object() -> None:
     assert prediction({"loss": torch.tensor(1.0), "logits": logits}) is logits
     assert prediction(OrderedDict(logits=logits)) is logits
     assert prediction(Out(None, logits)) is logits
+    assert prediction(Record(logits=logits)) is logits
     plain = {"a": logits}
     assert prediction(plain) is plain  # no logits: the output as it is
+    dist = torch.distributions.Categorical(logits=logits)  # computes .logits, declares no field
+    assert prediction(dist) is dist
     pair = (logits, logits)
     assert prediction(pair) is pair
 
