@@ -137,6 +137,14 @@ def test_a_loss_function_receives_the_logits_and_the_labels() -> None:
     assert seen == [(torch.Size([16, 2]), torch.Size([16]))] * 2
 
 
+def test_a_loss_function_on_a_dict_batch_without_labels_says_to_add_them() -> None:
+    module = luz.setup(Keywords, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+    no_target = r"batch has no target: it is a dict with keys \['features'\]"
+    with pytest.raises(ValueError, match=no_target) as info:
+        module.set_opt_hparams(lr=0.1).fit(_samples(32, labels=False), epochs=1, verbose=False)
+    assert "takes its 'labels' entry as the target: add `labels`" in str(info.value)
+
+
 def test_loss_output_without_labels_is_a_clear_error_at_the_first_batch() -> None:
     module = luz.setup(Keywords, loss="output", optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1)
     with pytest.raises(ValueError, match=r"At batch 1 of epoch 1 \(training\)") as info:
