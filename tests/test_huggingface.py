@@ -4,6 +4,7 @@ hand-written loop over `torch.utils.data.DataLoader`."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -253,3 +254,20 @@ def test_gpt2_language_model_trains_unchanged_like_a_hand_loop() -> None:
     assert [m["loss"] for m in fitted.records["metrics"]["train"]] == pytest.approx(epoch_losses, rel=1e-6)
     preds = fitted.predict(sample_list({"input_ids": lm_columns(8, seed=7)["input_ids"]}))
     assert preds.shape == (8, LENGTH, VOCAB)  # the logits, next-token scores per position
+
+
+def test_a_model_built_from_plain_config_values_saves_and_loads(tmp_path: Path) -> None:
+    def bert_classifier(**config: Any) -> nn.Module:
+        return transformers.BertForSequenceClassification(transformers.BertConfig(**config))
+
+    module = luz.setup(bert_classifier, loss="output", optimizer=torch.optim.AdamW)
+    sizes = {k: getattr(bert_config(), k) for k in ("vocab_size", "hidden_size", "num_hidden_layers")}
+    sizes.update(num_attention_heads=2, intermediate_size=32, max_position_embeddings=LENGTH)
+    fitted = module.set_hparams(**sizes).fit(sample_list(token_columns(32, seed=9)), epochs=1, verbose=False)
+    with pytest.raises(TypeError, match=r"hparams\['config'\]: it is a BertConfig"):
+        luz.save(luz_fit(hf_dataset(token_columns(32, seed=9)), None, epochs=1), tmp_path / "no.safetensors")
+    path = tmp_path / "bert.safetensors"
+    luz.save(fitted, path)
+    loaded = luz.load(path, module=module)
+    data = sample_list({"input_ids": token_columns(8, seed=10)["input_ids"]})
+    assert torch.equal(loaded.predict(data), fitted.predict(data))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
@@ -11,6 +12,11 @@ from torch import nn
 
 import luz
 from luz.outputs import OutputLoss, detached, prediction
+
+
+@dataclasses.dataclass
+class Record:
+    logits: torch.Tensor
 
 
 class Out(NamedTuple):
@@ -24,8 +30,11 @@ def test_prediction_is_the_logits_field_of_a_mapping_or_an_object() -> None:
     assert prediction({"loss": torch.tensor(1.0), "logits": logits}) is logits
     assert prediction(OrderedDict(logits=logits)) is logits
     assert prediction(Out(None, logits)) is logits
+    assert prediction(Record(logits=logits)) is logits
     plain = {"a": logits}
     assert prediction(plain) is plain  # no logits: the output as it is
+    dist = torch.distributions.Categorical(logits=logits)  # computes .logits, declares no field
+    assert prediction(dist) is dist
     pair = (logits, logits)
     assert prediction(pair) is pair
 
@@ -126,6 +135,14 @@ def test_a_loss_function_receives_the_logits_and_the_labels() -> None:
         _samples(32), epochs=1, verbose=False, dataloader_options={"batch_size": 16}
     )
     assert seen == [(torch.Size([16, 2]), torch.Size([16]))] * 2
+
+
+def test_a_loss_function_on_a_dict_batch_without_labels_says_to_add_them() -> None:
+    module = luz.setup(Keywords, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
+    no_target = r"batch has no target: it is a dict with keys \['features'\]"
+    with pytest.raises(ValueError, match=no_target) as info:
+        module.set_opt_hparams(lr=0.1).fit(_samples(32, labels=False), epochs=1, verbose=False)
+    assert "takes its 'labels' entry as the target: add `labels`" in str(info.value)
 
 
 def test_loss_output_without_labels_is_a_clear_error_at_the_first_batch() -> None:

@@ -8,6 +8,7 @@ field, metrics, ``predict`` and a loss function given to ``setup`` receive the l
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +22,8 @@ OUTPUT = "output"
 
 def prediction(output: Any) -> Any:
     """What metrics, ``predict`` and a ``setup(loss=...)`` function see of a model's output: its
-    ``logits`` field (key or attribute) when it has one, else the output itself.
+    ``logits`` field when it has one (a key of a mapping such as a Hugging Face ``ModelOutput``,
+    or a field of a named tuple or dataclass), else the output itself.
 
     Example:
         >>> import torch
@@ -32,13 +34,27 @@ def prediction(output: Any) -> Any:
     """
     if isinstance(output, torch.Tensor):  # the common case, checked first: one isinstance
         return output
-    logits = _field(output, "logits")
+    logits = _declared_field(output, "logits")
     return output if logits is None else logits
+
+
+def _declared_field(output: Any, name: str) -> Any:
+    """The ``name`` field of a mapping, named tuple or dataclass ``output``, or ``None``.
+
+    Declared fields only: an object that merely computes a ``logits`` attribute (a
+    ``torch.distributions.Categorical``) is a prediction of its own and stays whole.
+    """
+    if isinstance(output, Mapping):  # a ModelOutput is an OrderedDict: unset fields are absent
+        return output.get(name)
+    fields = getattr(type(output), "_fields", None)  # a named tuple
+    if fields is None and dataclasses.is_dataclass(output):
+        fields = [field.name for field in dataclasses.fields(output)]
+    return getattr(output, name, None) if fields is not None and name in fields else None
 
 
 def _field(output: Any, name: str) -> Any:
     """The ``name`` field of ``output`` (a key of a mapping, else an attribute), or ``None``."""
-    if isinstance(output, Mapping):  # a ModelOutput is an OrderedDict: unset fields are absent
+    if isinstance(output, Mapping):
         return output.get(name)
     return getattr(output, name, None)
 

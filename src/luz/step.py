@@ -239,11 +239,21 @@ def _phase(ctx: Context) -> str:
 def _loss_error(error: Exception, pred: Any, target: Any, ctx: Context) -> Exception:
     where = f"at batch {ctx.iter} of epoch {ctx.epoch} ({_phase(ctx)})"
     if target is None:
+        batch = ctx.batch
+        if isinstance(batch, Mapping) and not is_keyed(batch):
+            fix = (
+                "A dict batch without an 'input' (or 'x') entry takes its 'labels' entry as the "
+                "target: add `labels` to each batch, or name the entries 'input' and 'target'"
+            )
+        else:
+            fix = (
+                "The default step needs batches `(input, target, ...)`: pass `(x, y)` to fit (a "
+                "bare tensor gives `(x,)` batches), make your Dataset return `(input, target)` "
+                "tuples, or define a custom `step()`"
+            )
         return ValueError(
-            f"The loss failed {where} and the batch has no target: it is {describe(ctx.batch)}. "
-            "The default step needs batches `(input, target, ...)`: pass `(x, y)` to fit (a "
-            "bare tensor gives `(x,)` batches), make your Dataset return `(input, target)` "
-            f"tuples, or define a custom `step()`. The loss said: {error}"
+            f"The loss failed {where} and the batch has no target: it is {describe(batch)}. "
+            f"{fix}. The loss said: {error}"
         )
     message = f"Error computing the loss {where}: pred is {describe(pred)}, target is {describe(target)}"
     return with_origin(error, message, RuntimeError)
