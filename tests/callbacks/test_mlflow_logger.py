@@ -195,6 +195,11 @@ def test_a_run_the_user_started_is_logged_into_and_left_open(
         assert _history(client, outer.info.run_id) == _expected(fitted)
         with pytest.warns(UserWarning, match=r"logging into the active MLflow run .*`run_name` are not"):
             _fit([MLflowLogger(run_name="ignored")], epochs=1)
+        # A later fit with other parameter values: MLflow forbids changing them, so they are
+        # not logged (a warning names them) and the fit runs.
+        with pytest.warns(UserWarning, match=r"not logged: lr='0.2' \(run has '0.05'\)"):
+            _fit([MLflowLogger()], epochs=1, module=_module().set_opt_hparams(lr=0.2, momentum=0.5))
+        assert client.get_run(outer.info.run_id).data.params == {"lr": "0.05", "momentum": "0.5"}
     assert client.get_run(outer.info.run_id).info.status == "FINISHED"
     # An error inside the user's run does not end it either.
     with mlflow.start_run() as outer:
