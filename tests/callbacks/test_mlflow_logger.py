@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -178,6 +180,22 @@ def test_an_interrupt_ends_the_run_killed(store: str) -> None:
     client = mlflow.MlflowClient(tracking_uri=store)
     assert client.get_run(cb.run_id).info.status == "KILLED"
     assert [step for step, _ in _history(client, cb.run_id)["train_loss"]] == [1, 2]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name == "nt", reason="POSIX signals")
+def test_a_sigterm_ends_the_run_killed(store: str) -> None:
+    def send(ctx: luz.Context) -> None:
+        if (ctx.epoch, ctx.iter) == (2, 1):
+            os.kill(os.getpid(), signal.SIGTERM)  # a scheduler's preemption
+
+    cb = MLflowLogger(tracking_uri=store)
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(luz.Terminated):
+        _fit([cb, luz.callback(on_train_batch_begin=send, weight=-1)])
+    assert signal.getsignal(signal.SIGTERM) is previous
+    client = mlflow.MlflowClient(tracking_uri=store)
+    assert client.get_run(cb.run_id).info.status == "KILLED"
+    assert [step for step, _ in _history(client, cb.run_id)["train_loss"]] == [1]
 
 
 def test_a_run_the_user_started_is_logged_into_and_left_open(
