@@ -182,6 +182,26 @@ def test_an_interrupt_ends_the_run_killed(store: str) -> None:
     assert [step for step, _ in _history(client, cb.run_id)["train_loss"]] == [1, 2]
 
 
+def test_a_resumed_fit_logs_the_epochs_it_trains(store: str, tmp_path: Path) -> None:
+    class CrashAt3(luz.Callback):
+        def on_epoch_begin(self) -> None:
+            if self.ctx.epoch == 3:
+                raise RuntimeError("crash")
+
+    state = tmp_path / "state.pt"
+    first = MLflowLogger(tracking_uri=store)
+    with pytest.raises(RuntimeError, match="crash"):
+        _fit([first, luz.callbacks.AutoResume(state), CrashAt3()], epochs=4)
+    second = MLflowLogger(tracking_uri=store)
+    fitted = _fit([second, luz.callbacks.AutoResume(state)], epochs=4)
+    client = mlflow.MlflowClient(tracking_uri=store)
+    assert client.get_run(first.run_id).info.status == "FAILED"
+    assert client.get_run(second.run_id).info.status == "FINISHED"
+    expected = _expected(fitted)  # all four epochs; each run has the ones it trained
+    assert _history(client, first.run_id) == {k: v[:2] for k, v in expected.items()}
+    assert _history(client, second.run_id) == {k: v[2:] for k, v in expected.items()}
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name == "nt", reason="POSIX signals")
 def test_a_sigterm_ends_the_run_killed(store: str) -> None:
     def send(ctx: luz.Context) -> None:

@@ -136,8 +136,10 @@ class TrackingLogger(Callback):
         self._open = True
         self.log_params(flat_params(self.ctx.hparams, self.ctx.opt_hparams))
 
-    def on_epoch_begin(self) -> None:
-        if self._next_epoch is None:  # this fit's first epoch (after a resume: the next one)
+    def on_train_begin(self) -> None:
+        # The first epoch this fit trains: `AutoResume` skips the epochs it restored before
+        # their training begins, so those (in the records already) are not logged again.
+        if self._next_epoch is None:
             self._next_epoch = self.ctx.epoch
 
     def on_epoch_end(self) -> None:
