@@ -38,8 +38,11 @@ def param_value(value: Any) -> Any:
         return value
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         return value.item()
-    if isinstance(value, type | types.FunctionType | types.BuiltinFunctionType):
+    if isinstance(value, type | types.FunctionType):
         return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, types.BuiltinFunctionType):  # qualname: torch._VariableFunctionsClass.relu
+        module = value.__module__  # None for a bound method of a builtin object
+        return f"{module}.{value.__name__}" if module else value.__name__
     return str(value)
 
 
