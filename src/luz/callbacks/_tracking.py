@@ -38,8 +38,11 @@ def param_value(value: Any) -> Any:
         return value
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         return value.item()
-    if isinstance(value, type | types.FunctionType | types.BuiltinFunctionType):
+    if isinstance(value, type | types.FunctionType):
         return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, types.BuiltinFunctionType):  # qualname: torch._VariableFunctionsClass.relu
+        module = value.__module__  # None for a bound method of a builtin object
+        return f"{module}.{value.__name__}" if module else value.__name__
     return str(value)
 
 
@@ -136,8 +139,10 @@ class TrackingLogger(Callback):
         self._open = True
         self.log_params(flat_params(self.ctx.hparams, self.ctx.opt_hparams))
 
-    def on_epoch_begin(self) -> None:
-        if self._next_epoch is None:  # this fit's first epoch (after a resume: the next one)
+    def on_train_begin(self) -> None:
+        # The first epoch this fit trains: `AutoResume` skips the epochs it restored before
+        # their training begins, so those (in the records already) are not logged again.
+        if self._next_epoch is None:
             self._next_epoch = self.ctx.epoch
 
     def on_epoch_end(self) -> None:

@@ -109,7 +109,23 @@ class MLflowLogger(TrackingLogger):
 
     def log_params(self, params: dict[str, Any]) -> None:
         entities = import_backend("mlflow.entities", "mlflow", "MLflowLogger")
-        items = [entities.Param(key, str(value)[:_MAX_PARAM_LENGTH]) for key, value in params.items()]
+        values = {key: str(value)[:_MAX_PARAM_LENGTH] for key, value in params.items()}
+        if not self.owns_run:  # a run of yours may hold them already: MLflow refuses changes
+            held = self._client.get_run(self.run_id).data.params
+            changed = {key: value for key, value in values.items() if key in held and held[key] != value}
+            if changed:
+                shown = ", ".join(
+                    f"{key}={value!r} (run has {held[key]!r})" for key, value in changed.items()
+                )
+                warnings.warn(
+                    f"MLflowLogger: the active run {self.run_id} already holds other values for "
+                    f"parameters the fit has, and MLflow does not allow changing them; not logged: "
+                    f"{shown}. Log each fit to a run of its own, e.g. mlflow.start_run(nested=True).",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            values = {key: value for key, value in values.items() if key not in held}
+        items = [entities.Param(key, value) for key, value in values.items()]
         for start in range(0, len(items), _PARAMS_PER_BATCH):
             self._client.log_batch(self.run_id, params=items[start : start + _PARAMS_PER_BATCH])
 
