@@ -55,6 +55,16 @@ class Progress(Callback):
         mode: ``"auto"``, ``"bar"``, ``"lines"`` or ``"notebook"``.
         clock: the time function (seconds) behind the ETA, rates and durations; tests pass a
             fake one to make the output deterministic.
+
+    Example:
+        >>> import io, torch, luz
+        >>> log = io.StringIO()
+        >>> module = luz.setup(torch.nn.Linear, loss=torch.nn.MSELoss(), optimizer=torch.optim.SGD)
+        >>> fitted = module.set_hparams(in_features=3, out_features=1).set_opt_hparams(lr=0.1).fit(
+        ...     (torch.randn(64, 3), torch.randn(64, 1)), epochs=2, verbose=True,
+        ...     callbacks=[luz.callbacks.Progress(file=log)])
+        >>> log.getvalue().count("\\n"), log.getvalue().startswith("Epoch 1/2 - ")
+        (2, True)
     """
 
     def __init__(
