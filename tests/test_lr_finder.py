@@ -151,3 +151,11 @@ def test_lr_finder_needs_a_luz_module() -> None:
         luz.lr_finder(nn.Linear, (x, y), verbose=False)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"`module` must be a LuzModule, got Linear\(.*\(torch\.Linear\)"):
         luz.lr_finder(nn.Linear(3, 1), (x, y), verbose=False)  # type: ignore[arg-type]
+
+
+def test_lr_finder_verbose_off_a_terminal_writes_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    x, y = regression_data(64)
+    luz.lr_finder(_module(), (x, y), steps=10, start_lr=1e-4, end_lr=1e-2, verbose=True)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "Finding the learning rate: 10/10 steps from 0.0001 to 0.01.\n"  # no \r redraws

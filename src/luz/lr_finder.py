@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from luz._console import in_notebook, is_terminal, note, widgets_available
 from luz._validate import check_count, check_flag, check_optional_flag, check_real, describe
 from luz.accelerator import Accelerator
 from luz.callbacks.base import Callback, as_callback_list
@@ -95,7 +97,8 @@ def lr_finder(
         start_lr: the first (lowest) learning rate.
         end_lr: the last (highest) learning rate.
         log_spaced_intervals: log-spaced rates, or luz's recurrence (see `lr_schedule`).
-        verbose: show a progress bar; ``None``: when attached to a terminal or notebook.
+        verbose: show progress (a bar on a terminal or in a notebook, one line at the end in a
+            log); ``None``: when attached to a terminal or notebook.
         **fit_kwargs: passed to ``fit`` (e.g. ``dataloader_options``; ``callbacks`` run after
             the finder's own). An ``accelerator`` must not be distributed: the finder always
             runs in one process (under ``torchrun``, each process runs it on its own).
@@ -130,11 +133,7 @@ def lr_finder(
             raise TypeError(f"lr_finder() sets `{key}` itself; do not pass it in fit_kwargs.")
     fit_kwargs["accelerator"] = _single_process(fit_kwargs.get("accelerator"))
     show = default_verbose() if verbose is None else bool(verbose)
-    bar = None
-    if show:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc="Finding the learning rate")
+    bar = _finder_bar(steps) if show else None
     finder = _LRFinderCallback(lr_schedule(steps, start_lr, end_lr, log_spaced_intervals), bar)
     # The sweep is meant to reach the rates where the loss blows up: fit's default NaN guard
     # would stop it there with a warning, so it is off (a NaN-guard callback of yours still runs).
@@ -146,7 +145,25 @@ def lr_finder(
         if bar is not None:
             bar.close()
     losses = torch.stack(finder.losses).double().cpu().tolist() if finder.losses else []
+    if show and bar is None:  # a log: one line, no redraws
+        note(f"Finding the learning rate: {len(losses)}/{steps} steps from {start_lr:g} to {end_lr:g}.")
     return LRFinderResult(finder.lrs[: len(losses)], losses)
+
+
+def _finder_bar(steps: int) -> Any:
+    """A tqdm bar for the sweep: a widget in a notebook with ipywidgets, text on a terminal;
+    ``None`` elsewhere (a log gets one line at the end instead of redraws)."""
+    if in_notebook():
+        if not widgets_available():
+            return None
+        from tqdm.notebook import tqdm as notebook_tqdm
+
+        return notebook_tqdm(total=steps, desc="Finding the learning rate")
+    if not is_terminal(sys.stderr):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=steps, desc="Finding the learning rate")
 
 
 def _single_process(accelerator: Any) -> Any:

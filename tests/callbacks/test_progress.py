@@ -227,7 +227,9 @@ def test_mode_and_clock_are_checked() -> None:
     with pytest.raises(
         ValueError, match=r"`mode` must be one of 'auto', 'bar', 'lines', 'notebook', got 'tty'"
     ):
-        Progress(mode="tty")
+        Progress(mode="tty")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"`mode` must be a string such as 'auto', got NoneType"):
+        Progress(mode=None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"`clock` must be a function returning seconds, got float"):
         Progress(clock=1.0)  # type: ignore[arg-type]
 

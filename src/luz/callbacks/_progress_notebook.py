@@ -34,9 +34,15 @@ class NotebookView(View):
 
         self._widgets: Any = ipywidgets
         self._display: Any = display
+        # One layout and one style per kind of widget, shared by the rows (the styles are the
+        # first row's): fewer widget models to keep in the notebook's saved widget state.
+        layout = ipywidgets.Layout
+        self._bar_layout, self._text_layout, self._row_layout = layout(width="40%"), layout(), layout()
+        self._bar_style: Any = None
+        self._text_style: Any = None
         self._box: Any = None
         self._rows: dict[str, tuple[Any, Any]] = {}  # phase -> (bar, text)
-        self._epoch_row: tuple[Any, Any, Any] | None = None  # (label, bar, text)
+        self._epoch_row: tuple[Any, Any] | None = None
         self._table: Any = None
         self._epochs: list[tuple[int, str, list[tuple[str, Pairs]]]] = []
         self._fit_start = 0.0
@@ -48,44 +54,41 @@ class NotebookView(View):
 
     # -- the widget -------------------------------------------------------------------------
 
-    def _shown_box(self) -> Any:
+    def _new_row(self, label: str, maximum: int, *, first: bool = False) -> tuple[Any, Any]:
+        """A row ``label [bar] text`` added to the widget (shown at the first row)."""
+        w = self._widgets
+        bar_style = self._bar_style or {"description_width": "7em"}
+        bar = w.FloatProgress(
+            value=0, min=0, max=maximum, description=label, layout=self._bar_layout, style=bar_style
+        )
+        text = w.HTML("", layout=self._text_layout, style=self._text_style or {})
+        self._bar_style, self._text_style = bar.style, text.style
+        row = w.HBox([bar, text], layout=self._row_layout)
         if self._box is None:
-            self._box = self._widgets.VBox([])
+            self._box = w.VBox([row])
             self._display(self._box)
-        return self._box
-
-    def _label(self, text: str) -> Any:
-        return self._widgets.HTML(html.escape(text), layout=self._widgets.Layout(width="7em"))
+        else:
+            children = tuple(self._box.children)
+            self._box.children = (row, *children) if first else (*children, row)
+        return bar, text
 
     def _row(self, phase: str) -> tuple[Any, Any]:
         if phase not in self._rows:
-            w = self._widgets
-            bar = w.FloatProgress(value=0, min=0, max=1, layout=w.Layout(width="30%"))
-            text = w.HTML("")
-            box = self._shown_box()
-            box.children = (*box.children, w.HBox([self._label(LABELS[phase].lower()), bar, text]))
-            self._rows[phase] = (bar, text)
+            self._rows[phase] = self._new_row(LABELS[phase].lower(), 1)
         return self._rows[phase]
 
     def epoch_begin(self, epoch: int, max_epochs: int) -> None:
         now = self.clock()
         if self._epoch_row is None:
-            w = self._widgets
             self._fit_start = now
-            label, bar = self._label(""), w.FloatProgress(value=0, min=0, max=max(max_epochs, 1))
-            text = w.HTML("")
-            bar.layout = w.Layout(width="30%")
-            box = self._shown_box()
-            box.children = (w.HBox([label, bar, text]), *box.children)
-            self._epoch_row = (label, bar, text)
+            self._epoch_row = self._new_row("", max(max_epochs, 1), first=True)
         self._epoch_start = now
-        label, bar, text = self._epoch_row
-        label.value = html.escape(f"Epoch {epoch}/{max_epochs}")
+        self._epoch_row[0].description = f"Epoch {epoch}/{max_epochs}"
         self._draw_epochs(epoch - 1, max_epochs, now)
 
     def _draw_epochs(self, done: int, max_epochs: int, now: float) -> None:
         assert self._epoch_row is not None
-        _, bar, text = self._epoch_row
+        bar, text = self._epoch_row
         bar.value = done
         elapsed = now - self._fit_start
         line = f"{done}/{max_epochs} epochs - {pretty_seconds(elapsed)} elapsed"
@@ -161,5 +164,5 @@ class NotebookView(View):
 
     def run_end(self, outcome: str) -> None:
         if self._epoch_row is not None:
-            _, bar, _ = self._epoch_row
+            bar, _ = self._epoch_row
             bar.bar_style = {"done": "success", "stopped": "warning"}.get(outcome, "danger")

@@ -17,7 +17,7 @@ import sys
 import time
 import weakref
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from luz._console import default_verbose, in_notebook, is_terminal, widgets_available
 from luz._validate import check_real
@@ -25,10 +25,12 @@ from luz.callbacks._progress_text import BarView, LinesView, Pairs, View
 from luz.callbacks.base import Callback
 from luz.records import format_value
 
-__all__ = ["MODES", "Progress", "default_verbose"]
+__all__ = ["MODES", "Mode", "Progress", "default_verbose"]
 
-MODES = ("auto", "bar", "lines", "notebook")
+Mode = Literal["auto", "bar", "lines", "notebook"]
 """The values of ``Progress(mode=...)``."""
+
+MODES: tuple[Mode, ...] = ("auto", "bar", "lines", "notebook")
 
 
 class Progress(Callback):
@@ -53,16 +55,28 @@ class Progress(Callback):
         mode: ``"auto"``, ``"bar"``, ``"lines"`` or ``"notebook"``.
         clock: the time function (seconds) behind the ETA, rates and durations; tests pass a
             fake one to make the output deterministic.
+
+    Example:
+        >>> import io, torch, luz
+        >>> log = io.StringIO()
+        >>> module = luz.setup(torch.nn.Linear, loss=torch.nn.MSELoss(), optimizer=torch.optim.SGD)
+        >>> fitted = module.set_hparams(in_features=3, out_features=1).set_opt_hparams(lr=0.1).fit(
+        ...     (torch.randn(64, 3), torch.randn(64, 1)), epochs=2, verbose=True,
+        ...     callbacks=[luz.callbacks.Progress(file=log)])
+        >>> log.getvalue().count("\\n"), log.getvalue().startswith("Epoch 1/2 - ")
+        (2, True)
     """
 
     def __init__(
         self,
         refresh: float = 0.2,
         file: IO[str] | None = None,
-        mode: str = "auto",
+        mode: Mode = "auto",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.refresh = check_real(refresh, "refresh", minimum=0, hint="It is in seconds.")
+        if not isinstance(mode, str):
+            raise TypeError(f"`mode` must be a string such as 'auto', got {type(mode).__name__}.")
         if mode not in MODES:
             raise ValueError(
                 f"`mode` must be one of {', '.join(map(repr, MODES))}, got {mode!r}. "
@@ -71,7 +85,7 @@ class Progress(Callback):
         if not callable(clock):
             raise TypeError(f"`clock` must be a function returning seconds, got {type(clock).__name__}.")
         self.file = file
-        self.mode = mode
+        self.mode: Mode = mode
         self.clock = clock
         self._view: View | None = None
         self._fit: weakref.ref[Any] | None = None  # the context of the fit under way
@@ -83,7 +97,7 @@ class Progress(Callback):
 
     # -- choosing the view ------------------------------------------------------------------
 
-    def resolved_mode(self) -> str:
+    def resolved_mode(self) -> Mode:
         """The form ``mode="auto"`` stands for here and now (see the class docstring)."""
         if self.mode != "auto":
             return self.mode
