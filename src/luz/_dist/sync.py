@@ -42,7 +42,7 @@ class DistributedSync(Callback):
     def on_epoch_begin(self) -> None:
         ctx = self.context
         sampler = distributed_sampler(unwrap_loader(ctx.train_data))
-        if sampler is not None:
+        if sampler is not None and ctx.train_stream is None:  # a stream sets it per pass
             sampler.set_epoch(ctx.epoch)
 
     def on_epoch_end(self) -> None:

@@ -30,6 +30,7 @@ _PARTS: dict[str, type | tuple[type, ...]] = {
     "distributed": dict,
     "run": dict,
     "stopped": dict,
+    "stream": dict,
 }
 """The type of each part a checkpoint may hold (which ones it holds depends on its writer)."""
 
@@ -116,6 +117,11 @@ def run_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> lis
         before, now = saved.get(field), current.get(field)
         if before is not None and now is not None and before != now:
             found.append(f"{what}: saved {before!r}, now {now!r}")
+    # Absent means one pass per epoch (the only kind of epoch before steps_per_epoch), so it
+    # is compared even when one side lacks it.
+    before, now = saved.get("steps_per_epoch"), current.get("steps_per_epoch")
+    if before != now:
+        found.append(f"steps per epoch: saved {before or 'one pass'}, now {now or 'one pass'}")
     return found
 
 
