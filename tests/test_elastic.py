@@ -35,7 +35,8 @@ RANK = int(os.environ["RANK"])
 RESTART = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
 
 class Kill(luz.Callback):
-    # Generation g < KILLS: rank g % 2 dies at batch 2 of epoch g + 2 (after g + 1 saved epochs).
+    # Generation g < KILLS: rank g % 2 dies at batch 2 of epoch g + 2 (after g + 1 saved epochs;
+    # epochs of 3 steps over passes of 4 batches per rank, so the resumes are mid-pass).
     def __init__(self, active):
         self.active = active
     def on_train_batch_end(self):
@@ -50,7 +51,8 @@ def run(state, kill):
     net = lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 1))
     module = luz.setup(net, loss=nn.MSELoss(), optimizer=torch.optim.Adam).set_opt_hparams(lr=0.01)
     fitted = module.fit(
-        (x, y), epochs=EPOCHS, valid_data=0.2, verbose=False, dataloader_options={"batch_size": 4},
+        (x, y), epochs=EPOCHS, steps_per_epoch=3, valid_data=0.2, verbose=False,
+        dataloader_options={"batch_size": 4},
         callbacks=[Kill(kill), luz.callbacks.AutoResume(os.path.join(OUT, state))],
         accelerator=luz.Accelerator(timeout=60),
     )

@@ -16,7 +16,7 @@ from torch.utils.data import IterableDataset
 
 import luz
 from luz.callbacks import GradientAccumulation, GradientClip, MixedPrecision
-from tests.callbacks.test_resume import assert_identical
+from tests.callbacks.test_resume import FailOnce, assert_identical
 from tests.conftest import Linear, regression_data
 from tests.test_distributed import assert_ok, load, torchrun
 
@@ -141,6 +141,26 @@ def test_groups_restart_each_epoch_with_steps_per_epoch() -> None:
         dataloader_options={"batch_size": 4},
     )
     assert seen == [3, 5, 3, 5]
+
+
+def _accumulated_fit(path: Path, *extra: luz.Callback) -> luz.Fitted:
+    torch.manual_seed(0)
+    return module(torch.optim.Adam).fit(
+        regression_data(40),
+        epochs=3,
+        callbacks=[GradientAccumulation(3), luz.callbacks.AutoResume(path), *extra],
+        verbose=False,
+        dataloader_options={"batch_size": 4},  # 10 batches: groups of 3, 3, 3 and 1
+    )
+
+
+def test_a_run_killed_mid_group_resumes_exactly(tmp_path: Path) -> None:
+    with pytest.raises(luz.CallbackError):
+        _accumulated_fit(tmp_path / "state.pt", FailOnce(2, "on_train_batch_end", iteration=5))
+    resumed = _accumulated_fit(tmp_path / "state.pt")
+    straight = _accumulated_fit(tmp_path / "straight.pt")
+    assert_identical(resumed.model.state_dict(), straight.model.state_dict())
+    assert_identical(resumed.records["metrics"], straight.records["metrics"], "records")
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
