@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, TensorDataset
 
 import luz
+from luz._persist.checkpoint import write_checkpoint
 from luz._stream import SkipBatches, TrainStream
 from tests.callbacks.test_resume import FailOnce, assert_identical
 from tests.conftest import Linear, regression_data
@@ -188,6 +189,17 @@ def test_resume_after_an_error_mid_pass_is_bitwise_identical(tmp_path: Path, dat
     straight = _resume_run(tmp_path / "straight.pt", data)
     assert_identical(resumed.model.state_dict(), straight.model.state_dict())
     assert_identical(resumed.records["metrics"], straight.records["metrics"], "records")
+
+
+def test_a_damaged_position_is_an_error_naming_the_part(tmp_path: Path) -> None:
+    path = tmp_path / "state.pt"
+    with pytest.raises(luz.CallbackError):
+        _resume_run(path, "map", FailOnce(2, "on_train_batch_end", iteration=1))
+    state = luz.serialization.read_checkpoint(path)
+    state["stream"]["taken"] = -1
+    write_checkpoint(state, path)  # a valid checksum over a bad part
+    with pytest.raises(ValueError, match="part 'stream'"):
+        _resume_run(path, "map")
 
 
 def test_a_checkpoint_of_whole_passes_does_not_resume_with_steps_per_epoch(tmp_path: Path) -> None:

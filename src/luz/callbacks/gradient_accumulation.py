@@ -32,7 +32,8 @@ class GradientAccumulation(Callback):
     ``on_train_batch_after_step`` (see ``ctx.accumulating``), so `GradientClip` clips the
     accumulated gradients and `MixedPrecision` unscales them once per step. Under DDP the other
     batches run inside the wrapper's ``no_sync()``: gradients are all-reduced only on stepping
-    batches. The recorded loss is the unscaled one. A per-step schedule is
+    batches. The recorded loss is the unscaled one. A module's own ``step()`` replaces the
+    default step, so it must honour ``ctx.accumulating`` itself. A per-step schedule is
     ``LRScheduler(..., call_on="on_train_batch_after_step")``.
 
     Args:
