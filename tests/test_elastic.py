@@ -21,7 +21,10 @@ from typing import Any
 
 import pytest
 
-from tests.test_distributed import _free_port, pytestmark  # noqa: F401 - the markers apply here too
+from tests.test_distributed import _free_port
+from tests.test_distributed import pytestmark as _distributed
+
+pytestmark = [*_distributed, pytest.mark.slow]
 
 RESTARTS = int(os.environ.get("LUZ_ELASTIC_RESTARTS", "1"))
 

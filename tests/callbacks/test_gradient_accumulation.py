@@ -202,6 +202,7 @@ dump("accumulated", {"weight": fitted.model.weight.tolist(), "bias": fitted.mode
 
 
 @pytest.mark.distributed
+@pytest.mark.slow
 def test_under_ddp_gradients_are_reduced_only_on_stepping_batches(tmp_path: Path) -> None:
     assert_ok(torchrun(_DDP, tmp_path))
     ranks = [load(tmp_path, "accumulated", rank) for rank in (0, 1)]
