@@ -164,7 +164,8 @@ def test_skipping_draws_no_samples_and_yields_the_rest() -> None:
 def _resume_run(path: Path, data: str, *extra: luz.Callback) -> luz.Fitted:
     torch.manual_seed(0)
     x, y = regression_data(100)
-    source: Any = (x, y) if data == "map" else Endless()
+    source: Any = Endless() if data == "endless" else (x, y)
+    workers = {"num_workers": 2} if data == "workers" else {}
     net = luz.setup(
         lambda: nn.Sequential(nn.Linear(10, 8), nn.Dropout(0.2), nn.Linear(8, 1)),
         loss=nn.MSELoss(),
@@ -177,11 +178,11 @@ def _resume_run(path: Path, data: str, *extra: luz.Callback) -> luz.Fitted:
         valid_data=(x[:16], y[:16]),
         callbacks=[luz.callbacks.AutoResume(path), *extra],
         verbose=False,
-        dataloader_options={"batch_size": 8},
+        dataloader_options={"batch_size": 8, **workers},
     )
 
 
-@pytest.mark.parametrize("data", ["map", "endless"])
+@pytest.mark.parametrize("data", ["map", "endless", pytest.param("workers", marks=pytest.mark.slow)])
 def test_resume_after_an_error_mid_pass_is_bitwise_identical(tmp_path: Path, data: str) -> None:
     with pytest.raises(luz.CallbackError, match="simulated failure"):
         _resume_run(tmp_path / "state.pt", data, FailOnce(3, "on_train_batch_end", iteration=2))
