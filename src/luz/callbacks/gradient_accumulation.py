@@ -34,7 +34,10 @@ class GradientAccumulation(Callback):
     batches run inside the wrapper's ``no_sync()``: gradients are all-reduced only on stepping
     batches. The recorded loss is the unscaled one. A module's own ``step()`` replaces the
     default step, so it must honour ``ctx.accumulating`` itself. A per-step schedule is
-    ``LRScheduler(..., call_on="on_train_batch_after_step")``.
+    ``LRScheduler(..., call_on="on_train_batch_after_step")``. With several optimizers and
+    `MixedPrecision`, the autocast window reopens for the next optimizer's forward pass at
+    ``after_step``, which accumulating batches skip: their later forward passes run in
+    float32.
 
     Args:
         steps: the number of batches per optimizer step (``1``: step every batch).
