@@ -17,7 +17,16 @@ LAYERS: dict[int, set[str]] = {
     # L0 · vocabulary and primitives (stdlib and torch only)
     0: {"events", "errors", "_validate", "_hints", "_tree", "_dist", "_persist", "_console"},
     # L1 · the data of a run
-    1: {"records", "batch", "outputs", "data", "_dist.group", "_dist.collectives", "_dist.sharding"},
+    1: {
+        "records",
+        "batch",
+        "outputs",
+        "data",
+        "_stream",
+        "_dist.group",
+        "_dist.collectives",
+        "_dist.sharding",
+    },
     # L2 · shared state
     2: {"context"},
     # L3 · extension contracts
@@ -61,6 +70,7 @@ LAYERS: dict[int, set[str]] = {
         "callbacks.lr_scheduler",
         "callbacks.lr_monitor",
         "callbacks.gradient_clip",
+        "callbacks.gradient_accumulation",
         "callbacks.amp",
         "callbacks.mixup",
         "callbacks.terminate_on_nan",

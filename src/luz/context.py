@@ -21,6 +21,7 @@ from luz.records import Records, new_records
 if TYPE_CHECKING:
     import pandas as pd
 
+    from luz._stream import TrainStream
     from luz.accelerator import Accelerator
     from luz.callbacks._runner import CallbackRunner
     from luz.callbacks.base import Callback
@@ -72,6 +73,9 @@ class Context:
     """The training loader (device-aware)."""
     valid_data: Iterable[Any] | None
     """The validation loader, or ``None`` when there is no validation."""
+    train_stream: TrainStream | None
+    """With ``fit(steps_per_epoch=n)``: where the training data stands (passes started, batches
+    taken); each epoch takes its next ``n`` batches. ``None``: an epoch is one pass."""
     epoch: int
     """The current epoch, 1-based (``evaluate`` uses 1)."""
     training: bool
@@ -90,6 +94,10 @@ class Context:
     ``None`` after each training batch."""
     step_opt: Callable[[torch.optim.Optimizer], None]
     """Steps an optimizer; mixed precision replaces it with a grad-scaler step."""
+    accumulating: bool
+    """``True`` while a training batch only accumulates gradients (`GradientAccumulation`
+    sets it per batch): the default step runs forward, loss and backward, but not
+    ``before_step``, the optimizer step, ``zero_grad`` or ``after_step``."""
     backward: Callable[[torch.Tensor], None] | None
     """Backward function from ``setup(backward=...)`` or the model; ``None``: ``loss.backward()``."""
     metric_set: MetricSet | None
@@ -126,6 +134,7 @@ class Context:
         self.training = False
         self.loss_fn = None
         self.step_opt = _default_step_opt
+        self.accumulating = False
         self.backward = None
         self.metric_set = None
         self.metric_names = {"train": [], "valid": []}
@@ -385,6 +394,7 @@ class Context:
     def _drop_transient(self) -> None:
         # What a run holds only while it runs: loaders, the batch and its results, scratch space.
         self.data = self.train_data = self.valid_data = None
+        self.train_stream = None
         self.batch = self.pred = self.loss_grad = None
         self.loss = {}
         self.metrics = {"train": [], "valid": []}

@@ -81,7 +81,8 @@ def _epoch(ctx: Context, step: Step, runner: CallbackRunner) -> None:
     try:
         try:
             ctx.iter = 0
-            ctx.data = ctx.train_data
+            stream = ctx.train_stream
+            ctx.data = ctx.train_data if stream is None else stream.epoch()
             fire("on_epoch_begin")
             _train(ctx, step, fire)
             if ctx.valid_data is not None:

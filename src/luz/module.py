@@ -320,6 +320,7 @@ class LuzModule:
         verbose: bool | None = None,
         dataloader_options: dict[str, Any] | None = None,
         compile: bool | dict[str, Any] = False,
+        steps_per_epoch: int | None = None,
     ) -> Fitted:
         """Train a fresh model and return a `luz.Fitted`: `luz.fit` on this module (see there
         for the arguments)."""
@@ -335,6 +336,7 @@ class LuzModule:
             verbose=verbose,
             dataloader_options=dataloader_options,
             compile=compile,
+            steps_per_epoch=steps_per_epoch,
         )
 
     def _own_loss(self) -> str:

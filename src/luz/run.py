@@ -12,7 +12,7 @@ import numbers
 import os
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, overload
 
 import torch
@@ -22,10 +22,11 @@ from luz._dist.collectives import gather_objects
 from luz._dist.sharding import distribute_train_loader, shard_eval_loader, unshard
 from luz._dist.sync import DistributedSync, HeldStop
 from luz._hints import keras_hints
-from luz._persist.rng import sync_random_state
+from luz._persist.rng import get_rng_state, set_rng_state, sync_random_state
+from luz._stream import TrainStream
 from luz._tree import to_cpu
 from luz._validate import check_count, check_flag, check_optional_flag, invalid, is_flag, is_number_text
-from luz.accelerator import Accelerator, move_to_device
+from luz.accelerator import Accelerator, DeviceLoader, move_to_device, unwrap_loader
 from luz.callbacks._runner import CallbackRunner
 from luz.callbacks.base import Callback, as_callback_list
 from luz.callbacks.defaults import Interrupt, Metrics, Profile, TrainValid
@@ -58,6 +59,33 @@ def parse_epochs(epochs: object) -> tuple[int, int]:
     if lo > hi:
         raise ValueError(f"`epochs`: the minimum ({lo}) is larger than the maximum ({hi}).")
     return lo, hi
+
+
+def check_steps_per_epoch(value: object) -> int | None:
+    """``fit(steps_per_epoch=)``: ``None`` or a positive integer, else a ``ValueError``."""
+    if value is None:
+        return None
+    hint = "It is the number of training batches per epoch; None means one pass over the data."
+    return check_count(value, "steps_per_epoch", minimum=1, wrong_type=ValueError, hint=hint)
+
+
+def train_stream(loader: Any, steps: int, device: torch.device) -> TrainStream:
+    """The `luz._stream.TrainStream` of a fit with ``steps_per_epoch=steps`` over ``loader``
+    (the device-aware training loader). Its random state is every stream a checkpoint holds,
+    the training loader's generators included."""
+    loaders = {"train": loader}
+
+    def wrap(batches: Iterable[Any]) -> Iterable[Any]:
+        return DeviceLoader(batches, device) if isinstance(loader, DeviceLoader) else batches
+
+    return TrainStream(
+        loader,
+        steps,
+        capture=lambda: get_rng_state(loaders),
+        restore=lambda state: set_rng_state(state, loaders),
+        unwrap=unwrap_loader,
+        wrap=wrap,
+    )
 
 
 def _compile_options(compile: object) -> dict[str, Any] | None:
@@ -121,6 +149,7 @@ def fit(
     verbose: bool | None = None,
     dataloader_options: dict[str, Any] | None = None,
     compile: bool | dict[str, Any] = False,
+    steps_per_epoch: int | None = None,
 ) -> Fitted:
     """Train a fresh model built from ``module`` and return a `luz.Fitted`.
 
@@ -152,6 +181,11 @@ def fit(
         compile: compile the model's forward with ``torch.compile`` (``True``, or a dict of
             its arguments such as ``{"mode": "max-autotune"}``). The fitted model keeps
             its class and state-dict keys.
+        steps_per_epoch: ``None`` (default): an epoch is one pass over the training data. An
+            int: an epoch is that many training batches, the loader continuing where the
+            previous epoch stopped and starting a new pass when exhausted (each pass shuffled
+            anew, as an epoch is otherwise), so endless and iterable datasets get per-epoch
+            records, validation and checkpoints (docs/distributed.md, "Steps per epoch").
 
     Returns:
         The fitted model with its records.
@@ -174,6 +208,7 @@ def fit(
             f"`module` must be a luz.LuzModule (made by luz.setup(...)), got {type(module).__name__}."
         )
     min_epochs, max_epochs = parse_epochs(epochs)
+    steps = check_steps_per_epoch(steps_per_epoch)
     compile_options = _compile_options(compile)
     acc, show = _check_run_options(verbose, accelerator)
     progress, user_callbacks = _take_progress(as_callback_list(callbacks))
@@ -210,6 +245,8 @@ def fit(
         ctx.metric_set = module.metrics
         ctx.train_data, ctx.valid_data = acc.prepare(train_dl, valid_dl)
         ctx.data = ctx.train_data
+        if steps is not None:
+            ctx.train_stream = train_stream(ctx.train_data, steps, acc.device)
         ctx.max_epochs = max_epochs
         ctx.min_epochs = min_epochs
         ctx.training = True  # as in luz: a fit is in training mode from its start

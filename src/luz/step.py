@@ -54,7 +54,9 @@ def train_step(ctx: Context) -> None:
     optimizer whose ``step`` requires a closure (``torch.optim.LBFGS``, see `needs_closure`)
     steps with ``opt.step(closure)``, the closure re-running forward, loss and backward
     (breakpoints fire once per batch); a replaced ``ctx.step_opt`` (``MixedPrecision``'s
-    ``GradScaler``, which supports no closures) is then a ``ValueError``.
+    ``GradScaler``, which supports no closures) is then a ``ValueError``. While
+    ``ctx.accumulating`` (`GradientAccumulation`), a batch ends after backward: no
+    ``before_step``, step, ``zero_grad`` or ``after_step``.
     """
     fire = ctx.fire
     model = ctx.forward_model  # the DDP wrapper in a distributed fit: it averages gradients
@@ -77,6 +79,8 @@ def train_step(ctx: Context) -> None:
             ctx.loss_grad.backward()  # type: ignore[no-untyped-call]
         else:
             ctx.backward(ctx.loss_grad)
+        if ctx.accumulating:  # GradientAccumulation: the gradients add up until a stepping batch
+            continue
         fire("on_train_batch_before_step")
         if needs_closure(opt):
             if ctx.step_opt is not _default_step_opt:

@@ -13,9 +13,13 @@ import os
 import sys
 import weakref
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import torch.distributed as dist
 from torch import nn
+
+if TYPE_CHECKING:
+    from torch.distributed.distributed_c10d import Store
 
 _created_by_luz = False
 _wrappers: list[weakref.ref[nn.Module]] = []
@@ -72,9 +76,37 @@ def ensure_process_group(backend: str, timeout: timedelta) -> None:
             f"(missing {', '.join(missing)}). Launch with `torchrun --nproc-per-node=N script.py`, "
             "or call torch.distributed.init_process_group() yourself first."
         )
-    dist.init_process_group(backend=backend, timeout=timeout)
+    store = elastic_store(timeout)
+    if store is None:
+        dist.init_process_group(backend=backend, timeout=timeout)
+    else:
+        this_rank = int(os.environ["RANK"])
+        dist.init_process_group(
+            backend=backend, timeout=timeout, store=store, rank=this_rank, world_size=env_world_size()
+        )
     _created_by_luz = True
     atexit.register(_teardown)
+
+
+def elastic_store(timeout: timedelta) -> Store | None:
+    """Under ``torchrun`` (``TORCHELASTIC_RESTART_COUNT`` set): the launcher's store, reached
+    as ``env://`` does (``MASTER_ADDR``/``MASTER_PORT``), with its keys namespaced by the restart
+    count; ``None`` otherwise (``init_process_group`` then reads the environment itself).
+
+    Why: the launcher's store outlives its workers. After a worker dies and ``torchrun
+    --max-restarts`` starts the group again, the keys the dead group wrote (its Gloo
+    addresses among them) are still there, and a restarted rank can read a dead peer's address
+    and time out connecting to it. Under ``luz/restart<N>/`` each generation of workers only
+    sees its own keys.
+    """
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if restart is None:
+        return None
+    from torch.distributed.distributed_c10d import PrefixStore
+    from torch.distributed.rendezvous import rendezvous
+
+    store, _, _ = next(rendezvous("env://", timeout=timeout))  # env:// builds the same client
+    return PrefixStore(f"luz/restart{restart}/", store)
 
 
 def track_wrapper(wrapper: nn.Module) -> None:

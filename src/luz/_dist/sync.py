@@ -31,8 +31,9 @@ class DistributedSync(Callback):
     """Added first to every distributed fit: a new shuffle each epoch (the same on every rank)
     and, at each epoch end, a check that every rank still holds the same parameters.
 
-    Breakpoints: ``on_epoch_begin`` (``DistributedSampler.set_epoch``) and ``on_epoch_end``
-    (`check_parameters_agree`).
+    Breakpoints: ``on_epoch_begin`` (``DistributedSampler.set_epoch``; with
+    ``fit(steps_per_epoch=)`` the training stream sets the pass number instead, when each pass
+    starts) and ``on_epoch_end`` (`check_parameters_agree`).
 
     How it works: docs/distributed.md.
     """
@@ -42,7 +43,7 @@ class DistributedSync(Callback):
     def on_epoch_begin(self) -> None:
         ctx = self.context
         sampler = distributed_sampler(unwrap_loader(ctx.train_data))
-        if sampler is not None:
+        if sampler is not None and ctx.train_stream is None:  # a stream sets it per pass
             sampler.set_epoch(ctx.epoch)
 
     def on_epoch_end(self) -> None:

@@ -67,14 +67,22 @@ def checkpoint_state(ctx: Context) -> dict[str, Any]:
         callbacks=callbacks,
         rng=get_rng_state(_loaders(ctx)),
         run=run_shape(ctx),
+        **_stream_state(ctx),
         **_distributed_state(ctx),
     )
+
+
+def _stream_state(ctx: Context) -> dict[str, Any]:
+    # With steps_per_epoch: the position in the training data, so a resume continues mid-pass.
+    stream = ctx.train_stream
+    return {} if stream is None else {"stream": plain(stream.state_dict(), "the training data's position")}
 
 
 def run_shape(ctx: Context) -> dict[str, Any]:
     """What a resume must not change without saying so: the optimizer classes (by name), the
     training batch size, the number of training samples (``None`` when the dataset has no
-    length) and whether the training data is shuffled."""
+    length), whether the training data is shuffled, and, with ``fit(steps_per_epoch=n)``,
+    ``n`` (absent: an epoch is one pass over the data)."""
     loader = unwrap_loader(ctx.train_data)
     dataset = getattr(loader, "dataset", None)
     try:
@@ -91,6 +99,7 @@ def run_shape(ctx: Context) -> dict[str, Any]:
         "batch_size": batch_size if isinstance(batch_size, int) else None,
         "samples": samples,
         "shuffle": shuffle,
+        **({} if ctx.train_stream is None else {"steps_per_epoch": ctx.train_stream.steps}),
     }
 
 
@@ -135,8 +144,14 @@ def _distributed_state(ctx: Context) -> dict[str, Any]:
             "world_size": ctx.accelerator.world_size if ctx.accelerator is not None else 1,
             "rng": gather_objects(get_rng_state(_loaders(ctx))),
             "sampler_seed": None if sampler is None else int(sampler.seed),
+            **_stream_positions(ctx),
         }
     }
+
+
+def _stream_positions(ctx: Context) -> dict[str, Any]:
+    stream = ctx.train_stream
+    return {} if stream is None else {"streams": gather_objects(stream.state_dict())}
 
 
 def _rng_to_restore(ctx: Context, state: dict[str, Any]) -> Any:
@@ -157,6 +172,17 @@ def _restore_rng(ctx: Context, state: dict[str, Any], rng: Any) -> None:
         if sampler is not None and saved["sampler_seed"] is not None:
             sampler.seed = int(saved["sampler_seed"])
     set_rng_state(rng, _loaders(ctx))
+    if ctx.train_stream is not None and "stream" in state:
+        ctx.train_stream.load_state_dict(_position_to_restore(ctx, state))
+
+
+def _position_to_restore(ctx: Context, state: dict[str, Any]) -> Any:
+    # As for the random streams: this rank's own position when the world size is unchanged.
+    saved, accelerator = state.get("distributed"), ctx.accelerator
+    distributed = saved is not None and "streams" in saved and ctx.distributed
+    if distributed and accelerator is not None and saved["world_size"] == accelerator.world_size:  # type: ignore[index]
+        return saved["streams"][accelerator.rank]  # type: ignore[index]
+    return state["stream"]
 
 
 def leftover_grads(ctx: Context) -> dict[str, torch.Tensor]:

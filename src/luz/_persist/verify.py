@@ -30,6 +30,7 @@ _PARTS: dict[str, type | tuple[type, ...]] = {
     "distributed": dict,
     "run": dict,
     "stopped": dict,
+    "stream": dict,
 }
 """The type of each part a checkpoint may hold (which ones it holds depends on its writer)."""
 
@@ -93,9 +94,21 @@ def check_structure(state: dict[str, Any], file: str) -> None:
         check_tensors(state["grads"], file, "grads")
     if "records" in state:
         _check_records(state["records"], epoch, file)
+    if "stream" in state:
+        _check_stream(state["stream"], file)
     for i, entry in enumerate(state.get("callbacks", [])):
         if not isinstance(entry, dict) or not {"class", "position", "state"} <= set(entry):
             raise damaged(file, f"callbacks[{i}]", "is not a {class, position, state} entry")
+
+
+def _check_stream(stream: dict[str, Any], file: str) -> None:
+    # The training data's position (`luz._stream.TrainStream.state_dict`).
+    counts = [stream.get(key) for key in ("passes", "taken")]
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in counts):
+        raise damaged(file, "stream", f"has counts {counts}, not non-negative integers (passes, taken)")
+    pass_state = stream.get("pass_state")
+    if not (isinstance(pass_state, dict) or (pass_state is None and counts[1] == 0)):
+        raise damaged(file, "stream", "has no random state for the pass it is inside")
 
 
 _RUN_FIELDS = {
@@ -116,6 +129,11 @@ def run_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> lis
         before, now = saved.get(field), current.get(field)
         if before is not None and now is not None and before != now:
             found.append(f"{what}: saved {before!r}, now {now!r}")
+    # Absent means one pass per epoch (the only kind of epoch before steps_per_epoch), so it
+    # is compared even when one side lacks it.
+    before, now = saved.get("steps_per_epoch"), current.get("steps_per_epoch")
+    if before != now:
+        found.append(f"steps per epoch: saved {before or 'one pass'}, now {now or 'one pass'}")
     return found
 
 

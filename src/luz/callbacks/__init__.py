@@ -5,6 +5,7 @@ from luz.callbacks.base import Callback, callback
 from luz.callbacks.checkpoint import KeepBestModel, ModelCheckpoint
 from luz.callbacks.defaults import Interrupt, Metrics, Profile, TrainValid
 from luz.callbacks.early_stopping import EarlyStopping
+from luz.callbacks.gradient_accumulation import GradientAccumulation
 from luz.callbacks.gradient_clip import GradientClip
 from luz.callbacks.loggers import CSVLogger, TensorBoard
 from luz.callbacks.lr_monitor import LRMonitor
@@ -22,6 +23,7 @@ __all__ = [
     "CSVLogger",
     "Callback",
     "EarlyStopping",
+    "GradientAccumulation",
     "GradientClip",
     "Interrupt",
     "KeepBestModel",
