@@ -17,7 +17,7 @@ LAYERS: dict[int, set[str]] = {
     # L0 · vocabulary and primitives (stdlib and torch only)
     0: {"events", "errors", "_validate", "_hints", "_tree", "_dist", "_persist"},
     # L1 · the data of a run
-    1: {"records", "batch", "data", "_dist.group", "_dist.collectives", "_dist.sharding"},
+    1: {"records", "batch", "data", "_dist.group", "_dist.collectives", "_dist.sharding", "_dist.fsdp"},
     # L2 · shared state
     2: {"context"},
     # L3 · extension contracts

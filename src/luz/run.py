@@ -19,7 +19,7 @@ from torch import nn
 
 from luz._dist.collectives import gather_objects
 from luz._dist.sharding import distribute_train_loader, shard_eval_loader, unshard
-from luz._dist.sync import DistributedSync, HeldStop
+from luz._dist.sync import DistributedSync, GatherForEvaluation, HeldStop
 from luz._hints import keras_hints
 from luz._persist.rng import sync_random_state
 from luz._tree import to_cpu
@@ -95,7 +95,10 @@ def _check_run_options(verbose: object, accelerator: object) -> tuple[Accelerato
 
 def _runner(acc: Accelerator, callbacks: list[Callback], *, fit: bool = False) -> CallbackRunner:
     if fit and acc.distributed:
-        return CallbackRunner([DistributedSync(), *callbacks], stop_policy=HeldStop(acc.device))
+        synced = [DistributedSync(), GatherForEvaluation(), *callbacks]
+        return CallbackRunner(synced, stop_policy=HeldStop(acc.device))
+    if acc.distributed:  # evaluate/predict: a sharded model gathers its parameters first
+        return CallbackRunner([GatherForEvaluation(), *callbacks])
     return CallbackRunner(callbacks)
 
 
