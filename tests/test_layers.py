@@ -42,6 +42,7 @@ LAYERS: dict[int, set[str]] = {
         "_persist.digest",
         "_persist.rng",
         "_persist.verify",
+        "_persist.sharded",
         "_persist.checkpoint",
     },
     # L6 · the loop

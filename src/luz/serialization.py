@@ -28,6 +28,7 @@ from luz._dist.fsdp import full_state_dict, is_sharded, user_class
 from luz._persist.atomic import atomic_write_bytes
 from luz._persist.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from luz._persist.checkpoint import (
+    check_shards,
     load_checkpoint_into_context,
     read_checkpoint,
     save_checkpoint,
@@ -434,13 +435,18 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def load_checkpoint(fitted: Fitted, path: str | os.PathLike[str]) -> None:
     """Copy the model weights of a checkpoint (from `luz.callbacks.ModelCheckpoint`,
-    `luz.callbacks.AutoResume`, ...) into ``fitted.model`` in place. Records are untouched.
+    `luz.callbacks.AutoResume`, ...) into ``fitted.model`` in place. Records are untouched. A
+    sharded checkpoint directory (a fit with ``strategy="fsdp"``) loads too, in one process or
+    into a sharded model: its shards are resharded to fit.
 
     Example:
         >>> luz.load_checkpoint(fitted, "checkpoints/epoch-03-valid_loss-0.123.pt")  # doctest: +SKIP
     """
     fitted = _check_fitted(fitted, "load_checkpoint")
     state = read_checkpoint(Path(path))
+    if "sharded" in state:  # a sharded fit's directory: its shards are gathered (resharded)
+        check_shards(fitted.model, {}, state, model=True)()
+        return
     if "model" not in state:
         raise ValueError(f"Cannot load checkpoint {str(path)!r}: it has no 'model' part.")
     check_model_state(fitted.model, state["model"], repr(str(path)), "model")

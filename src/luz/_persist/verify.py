@@ -30,6 +30,7 @@ _PARTS: dict[str, type | tuple[type, ...]] = {
     "distributed": dict,
     "run": dict,
     "stopped": dict,
+    "sharded": dict,
 }
 """The type of each part a checkpoint may hold (which ones it holds depends on its writer)."""
 
