@@ -34,6 +34,11 @@ EXAMPLES: dict[str, tuple[list[str], str]] = {
     "char_transformer.py": (["--out-dir", "{tmp}"], "luz.load() round trip: predictions match"),
     "accelerator_loop.py": ([], "Test accuracy:"),
     "ddp_digits.py": (["--state", "{tmp}/state.pt"], "Test accuracy:"),
+    # Starts itself on 2 CPU processes with torchrun (FSDP2, a sharded AutoResume directory).
+    "fsdp_digits.py": (
+        ["--state", "{tmp}/state", "--out", "{tmp}/model.safetensors"],
+        "luz.load() in one process predicts the same: True",
+    ),
 }
 
 
