@@ -176,3 +176,53 @@ def test_uncommitted_data_is_removed_but_never_the_committed(tmp_path: Path) -> 
     removed = sharded.remove_uncommitted(tmp_path)
     assert sorted(p.name for p in removed) == [".shards-3-ab.tmp", "shards-1-ef"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "other", "shards-2-cd"]
+
+
+# -- one rank in this process ------------------------------------------------------------------
+
+
+class Crash(luz.Callback):
+    def on_epoch_begin(self) -> None:
+        if self.ctx.epoch == 3:
+            raise RuntimeError("crash in epoch 3")
+
+
+def _fit_one_rank(callbacks: list[luz.Callback], seed: int = 1) -> luz.Fitted:
+    torch.manual_seed(0)
+    x = torch.randn(40, 6)
+    y = x @ torch.randn(6, 1)
+    torch.manual_seed(seed)
+    module = luz.setup(Net, loss=nn.MSELoss(), optimizer=torch.optim.Adam).set_opt_hparams(lr=0.01)
+    acc = luz.Accelerator(distributed=True, strategy="fsdp", cpu=True)
+    return module.fit(
+        (x, y), epochs=4, verbose=False, accelerator=acc, callbacks=callbacks,
+        dataloader_options={"batch_size": 8},
+    )  # fmt: skip
+
+
+def _full(fitted: luz.Fitted) -> dict[str, torch.Tensor]:
+    return {k: v.full_tensor() for k, v in fitted.model.state_dict().items()}
+
+
+def test_one_rank_sharded_resume_and_resume_from_checkpoint(one_rank_group: None, tmp_path: Path) -> None:
+    straight = _full(
+        _fit_one_rank([luz.callbacks.ModelCheckpoint(f"{tmp_path}/ckpt/", monitor="train_loss")])
+    )
+    state = tmp_path / "state"
+    with pytest.raises(RuntimeError, match="crash in epoch 3"):
+        _fit_one_rank([luz.callbacks.AutoResume(state), Crash()])
+    assert sharded.is_sharded_checkpoint(state) and read_checkpoint(state)["epoch"] == 2
+    (state / ".shards-9-dead.tmp").mkdir()  # what a write killed mid-way would leave
+    resumed = _fit_one_rank([luz.callbacks.AutoResume(state)], seed=2)
+    assert not state.exists()
+    for key, value in _full(resumed).items():
+        assert torch.equal(value, straight[key]), key
+
+    # ResumeFromCheckpoint on ModelCheckpoint's directory picks the last epoch's directory.
+    resume = luz.callbacks.ResumeFromCheckpoint(tmp_path / "ckpt")
+    assert resume.resolve() == tmp_path / "ckpt" / sorted(p.name for p in (tmp_path / "ckpt").iterdir())[-1]
+
+
+def test_keep_best_model_is_refused_with_a_sharded_model(one_rank_group: None) -> None:
+    with pytest.raises(ValueError, match=r"KeepBestModel does not support a sharded model.*save_best_only"):
+        _fit_one_rank([luz.callbacks.KeepBestModel(monitor="train_loss")])
