@@ -8,6 +8,7 @@ from __future__ import annotations
 import pickle
 import shutil
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 
 import luz
 from luz._persist import sharded
+from luz._persist.checkpoint import new_checkpoint, write_checkpoint
 from luz.serialization import read_checkpoint
 from tests.test_distributed import assert_ok, load, torchrun
 
@@ -226,3 +228,28 @@ def test_one_rank_sharded_resume_and_resume_from_checkpoint(one_rank_group: None
 def test_keep_best_model_is_refused_with_a_sharded_model(one_rank_group: None) -> None:
     with pytest.raises(ValueError, match=r"KeepBestModel does not support a sharded model.*save_best_only"):
         _fit_one_rank([luz.callbacks.KeepBestModel(monitor="train_loss")])
+
+
+class Weights(luz.Callback):
+    seen: ClassVar[dict[str, torch.Tensor]] = {}
+
+    def on_fit_begin(self) -> None:  # after the callbacks before it restored
+        Weights.seen = {k: v.full_tensor().clone() for k, v in self.ctx.model.state_dict().items()}
+
+
+def test_a_single_file_checkpoint_gives_a_sharded_model_its_weights(
+    one_rank_group: None, tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    module = luz.setup(Net, loss=nn.MSELoss(), optimizer=torch.optim.Adam)
+    plain = module.fit((torch.randn(64, 6), torch.randn(64, 1)), epochs=1, verbose=False,
+                       accelerator=luz.Accelerator(distributed=False))  # fmt: skip
+    file = tmp_path / "weights.pt"  # a checkpoint file holding only weights, as one process writes
+    write_checkpoint(new_checkpoint(None, model=plain.model.state_dict()), file)
+    _fit_one_rank([luz.callbacks.ResumeFromCheckpoint(file), Weights()])
+    for key, value in plain.model.state_dict().items():
+        assert torch.equal(Weights.seen[key], value), key
+    with pytest.raises(
+        ValueError, match=r"optimizer state of checkpoint .*weights\.pt.* into a sharded model"
+    ):
+        _fit_one_rank([luz.callbacks.ResumeFromCheckpoint(file, restore_optimizer_state=True)])

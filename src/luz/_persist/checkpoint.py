@@ -366,6 +366,13 @@ def load_checkpoint_into_context(
         state, file = read_checkpoint(source), repr(str(source))
     rng = _rng_to_restore(ctx, state) if restore_rng else None
     restore_shards = None
+    if "sharded" not in state and is_sharded(ctx.model) and restore_optimizer_state:
+        raise ValueError(
+            f"Cannot restore the optimizer state of checkpoint {file} into a sharded model "
+            "(strategy='fsdp'): it is a single file, written by a run that was not sharded. "
+            "Resume it with the strategy that wrote it, or load only its weights "
+            "(ResumeFromCheckpoint(path) without restore_optimizer_state)."
+        )
     if "sharded" in state:  # checked (keys, shapes, files) before anything is restored
         restore_shards = check_shards(
             ctx.model, ctx.optimizers, state, model=restore_model_state, optimizers=restore_optimizer_state
@@ -388,8 +395,11 @@ def load_checkpoint_into_context(
             restore_shards()
     if restore_model_state and restore_shards is None:
         with restoring(file, "model"):
-            ctx.model.load_state_dict(state["model"])
-            _restore_grads(ctx, state.get("grads", {}))
+            if is_sharded(ctx.model):  # full weights (every rank read them) into the shards
+                _load_full_weights(ctx.model, state["model"])
+            else:
+                ctx.model.load_state_dict(state["model"])
+                _restore_grads(ctx, state.get("grads", {}))
     if restore_optimizer_state and restore_shards is None:
         with restoring(file, "optimizers"):
             _restore_optimizers(ctx, state["optimizers"])
@@ -469,6 +479,12 @@ def check_shards(
                 param.grad = loaded.get(name)
 
     return restore
+
+
+def _load_full_weights(model: torch.nn.Module, weights: dict[str, Any]) -> None:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True))
 
 
 def _restore_optimizers(ctx: Context, saved: dict[str, Any]) -> None:
