@@ -463,7 +463,8 @@ def check_shards(
         wanted["optimizers"] = {name: get_optimizer_state_dict(module, opt) for name, opt in pairs}
     _, templates = sharded.split_tensors(wanted)
     saved_keys = sharded.leaf_keys({part: skeleton.get(part, {}) for part in wanted})
-    sharded.check_against(templates, saved_keys, sharded.read_metadata(folder, where), where)
+    metadata = sharded.read_metadata(folder, where, state["sharded"]["files"])
+    sharded.check_against(templates, saved_keys, metadata, where)
 
     def restore() -> None:
         sharded.load_tensors(templates, folder, where)

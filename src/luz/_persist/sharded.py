@@ -266,8 +266,9 @@ class _MetadataUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def read_metadata(folder: Path, where: str) -> Metadata:
-    """DCP's metadata of ``folder``, rebuilt from DCP's own classes only (never runs code)."""
+def read_metadata(folder: Path, where: str, files: dict[str, Any] | None = None) -> Metadata:
+    """DCP's metadata of ``folder``, rebuilt from DCP's own classes only (never runs code);
+    ``files``: the data files whose digests were checked, the only ones it may refer to."""
     from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
 
     try:
@@ -276,6 +277,10 @@ def read_metadata(folder: Path, where: str) -> Metadata:
         raise damaged(where, "sharded metadata", f"cannot be read safely ({error})") from error
     if not isinstance(metadata, Metadata):
         raise damaged(where, "sharded metadata", f"is a {type(metadata).__name__}, not DCP metadata")
+    for info in (metadata.storage_data or {}).values():  # only files whose digest was checked
+        relative = getattr(info, "relative_path", None)
+        if files is not None and relative not in files:
+            raise damaged(where, "sharded metadata", f"refers to {relative!r}, which has no checked digest")
     if getattr(metadata, "storage_meta", None) is None:
         metadata.storage_meta = StorageMeta()
     return metadata

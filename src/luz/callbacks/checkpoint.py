@@ -26,6 +26,7 @@ from luz._persist.checkpoint import (
     write_checkpoint,
 )
 from luz._validate import check_flag, check_output_file
+from luz.accelerator import is_writer
 from luz.callbacks.monitor import MonitorCallback
 
 DIRECTORY_TEMPLATE = "epoch-{epoch:02d}-{monitor_name}-{monitor:.3f}.pt"
@@ -165,10 +166,10 @@ class ModelCheckpoint(MonitorCallback):
                 stacklevel=2,
             )
             return False
-        if self.every_rank_writes:
-            write_checkpoint(state, path)
-        else:  # rank 0 writes a file, or every rank its shard of a sharded model's directory
+        if shards_state(ctx) and not self.every_rank_writes:  # every rank writes its shard
             commit_checkpoint(ctx, state, path)
+        elif self.every_rank_writes or is_writer(ctx.accelerator):
+            write_checkpoint(state, path)
         self.last_path = path
         return True
 
