@@ -428,7 +428,9 @@ def check_shards(
     return the function that loads and puts back the model's (``model``) and the optimizers'
     (``optimizers``) state. The model may be sharded or not, on any number of ranks or in one
     process: DCP reshards. Nothing is loaded until that function is called (an optimizer
-    without state gets its initial state first, by a step with zero gradients and lr 0).
+    without state gets its initial state first, by a step with zero gradients and lr 0); it
+    reads the model's tensors into new ones and checks that they are finite (on every rank)
+    before any is copied into the model.
 
     Raises:
         ValueError: the checkpoint does not fit (naming its directory and the part).
@@ -453,8 +455,12 @@ def check_shards(
             f"{saved} but this model has {list(opts)}."
         )
     wanted: dict[str, Any] = {}
-    if model:
-        wanted["model"] = get_model_state_dict(module)
+    if model:  # fresh tensors of the same sharding: the model changes only once all is read
+        current = get_model_state_dict(module)
+        wanted["model"] = {
+            name: torch.empty_like(value) if isinstance(value, torch.Tensor) else value
+            for name, value in current.items()
+        }
         params = dict(module.named_parameters())
         grads = skeleton.get("grads", {})
         wanted["grads"] = {name: torch.empty_like(params[name]) for name in grads if name in params}
@@ -469,7 +475,10 @@ def check_shards(
     def restore() -> None:
         sharded.load_tensors(templates, folder, where)
         if model:
-            set_model_state_dict(module, sharded.join_tensors(skeleton["model"], templates))
+            weights = sharded.join_tensors(skeleton["model"], templates)
+            if not _finite_on_every_rank(weights):
+                raise damaged(where, "model", "holds NaN or infinite values")
+            set_model_state_dict(module, weights)
         if optimizers:
             for name, opt in opts.items():
                 loaded = sharded.join_tensors(skeleton["optimizers"][name], templates)
@@ -480,6 +489,16 @@ def check_shards(
                 param.grad = loaded.get(name)
 
     return restore
+
+
+def _finite_on_every_rank(tensors: dict[str, Any]) -> bool:
+    finite = local_all_finite(tensors)
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return finite
+    first: Any = next(iter(tensors.values()), None)
+    local = first.to_local() if hasattr(first, "to_local") else first
+    device = local.device if isinstance(local, torch.Tensor) else torch.device("cpu")
+    return not any_rank(not finite, device)
 
 
 def _load_full_weights(model: torch.nn.Module, weights: dict[str, Any]) -> None:
