@@ -217,6 +217,7 @@ def test_one_rank_sharded_resume_and_resume_from_checkpoint(one_rank_group: None
     (state / ".shards-9-dead.tmp").mkdir()  # what a write killed mid-way would leave
     resumed = _fit_one_rank([luz.callbacks.AutoResume(state)], seed=2)
     assert not state.exists()
+    assert type(resumed.model).__name__ == "FSDPNet" and "The model (`Net`) has 65 parameters" in str(resumed)
     for key, value in _full(resumed).items():
         assert torch.equal(value, straight[key]), key
 
