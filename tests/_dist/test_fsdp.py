@@ -233,3 +233,26 @@ def test_fsdp_outside_torchrun_is_one_process() -> None:
     assert type(fsdp.model) is Tower
     for (name, a), b in zip(fsdp.model.state_dict().items(), plain.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+class FailInValidation(luz.Callback):
+    def on_valid_batch_begin(self) -> None:
+        raise RuntimeError("boom in validation")
+
+
+def test_evaluation_gathers_and_an_error_shards_again(one_rank_group: None) -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 4), torch.randn(32, 1)
+    module = luz.setup(Tower, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1)
+    acc = luz.Accelerator(distributed=True, strategy="fsdp")
+    fitted = module.fit((x, y), epochs=1, valid_data=(x, y), verbose=False, accelerator=acc)
+    assert is_sharded(fitted.model) and acc.sharded
+    full = {k: v.full_tensor() for k, v in fitted.model.state_dict().items()}
+    with pytest.raises(RuntimeError, match="boom in validation"):
+        fitted.evaluate((x, y), accelerator=acc, callbacks=[FailInValidation()])
+    assert all(type(p).__name__ == "DTensor" for p in fitted.model.parameters())  # sharded again
+    plain = Tower()
+    plain.load_state_dict(full)
+    with torch.no_grad():
+        expected = plain(x)
+    torch.testing.assert_close(fitted.predict(x, accelerator=acc), expected)
