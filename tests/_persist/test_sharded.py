@@ -235,7 +235,10 @@ class Weights(luz.Callback):
     seen: ClassVar[dict[str, torch.Tensor]] = {}
 
     def on_fit_begin(self) -> None:  # after the callbacks before it restored
-        Weights.seen = {k: v.full_tensor().clone() for k, v in self.ctx.model.state_dict().items()}
+        state = self.ctx.model.state_dict()
+        Weights.seen = {
+            k: (v.full_tensor() if hasattr(v, "full_tensor") else v).clone() for k, v in state.items()
+        }
 
 
 def test_a_single_file_checkpoint_gives_a_sharded_model_its_weights(
@@ -254,3 +257,36 @@ def test_a_single_file_checkpoint_gives_a_sharded_model_its_weights(
         ValueError, match=r"optimizer state of checkpoint .*weights\.pt.* into a sharded model"
     ):
         _fit_one_rank([luz.callbacks.ResumeFromCheckpoint(file, restore_optimizer_state=True)])
+
+
+class KeepEpoch2(luz.Callback):
+    weights: ClassVar[dict[str, torch.Tensor]] = {}
+
+    def on_epoch_end(self) -> None:
+        if self.ctx.epoch == 2:
+            KeepEpoch2.weights = {k: v.full_tensor().clone() for k, v in self.ctx.model.state_dict().items()}
+
+
+def test_a_sharded_checkpoint_starts_a_fit_that_is_not_sharded(one_rank_group: None, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with pytest.raises(RuntimeError, match="crash in epoch 3"):
+        _fit_one_rank([luz.callbacks.AutoResume(state), KeepEpoch2(), Crash()])
+    assert read_checkpoint(state)["epoch"] == 2
+
+    module = luz.setup(Net, loss=nn.MSELoss(), optimizer=torch.optim.Adam)
+    data = (torch.randn(64, 6), torch.randn(64, 1))
+    one_process = luz.Accelerator(distributed=False)
+    with pytest.raises(ValueError, match=r"AutoResume: .*state' is a sharded checkpoint directory"):
+        module.fit(
+            data,
+            epochs=1,
+            verbose=False,
+            accelerator=one_process,
+            callbacks=[luz.callbacks.AutoResume(state)],
+        )
+    # Its weights, resharded into one whole model, start a fit that is not sharded.
+    module.fit(data, epochs=1, verbose=False, accelerator=one_process,
+               callbacks=[luz.callbacks.ResumeFromCheckpoint(state), Weights()])  # fmt: skip
+    assert Weights.seen.keys() == KeepEpoch2.weights.keys()
+    for key, value in KeepEpoch2.weights.items():
+        assert torch.equal(Weights.seen[key], value), key

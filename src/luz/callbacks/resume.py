@@ -203,6 +203,13 @@ class AutoResume(Callback):
         # Verified (checksum, structure, and every part against this fit) before anything is
         # restored: a damaged file is an error naming it and its part, never a fresh start.
         state = read_checkpoint(self.path)
+        if "sharded" in state and not shards_state(ctx):  # its next write would need a file
+            raise ValueError(
+                f"AutoResume: {str(self.path)!r} is a sharded checkpoint directory (written by a fit "
+                "with Accelerator(strategy='fsdp')) but this fit is not sharded. Resume it with "
+                "strategy='fsdp' under torchrun, or start this fit from its weights with "
+                "ResumeFromCheckpoint(path) and another AutoResume path."
+            )
         check_run(ctx, state, repr(str(self.path)), strict=self.strict)
         self._resume_epoch = min(int(state["epoch"]), ctx.max_epochs)
         if ctx.verbose:
