@@ -28,13 +28,13 @@ from luz._dist.fsdp import full_state_dict, is_sharded, user_class
 from luz._persist.atomic import atomic_write_bytes
 from luz._persist.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from luz._persist.checkpoint import (
-    check_shards,
     load_checkpoint_into_context,
     read_checkpoint,
     save_checkpoint,
 )
 from luz._persist.digest import content_digest
 from luz._persist.plain import from_json, to_json
+from luz._persist.sharded import check_shards
 from luz._persist.verify import check_model_state
 from luz.accelerator import is_writer
 from luz.module import LuzModule

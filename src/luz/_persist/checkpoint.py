@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +29,7 @@ from luz._persist.atomic import atomic_write_with
 from luz._persist.digest import ALGORITHM, content_digest
 from luz._persist.plain import plain
 from luz._persist.rng import get_rng_state, set_rng_state
-from luz._persist.verify import check_against_fit, check_run_shape, check_structure, damaged, restoring
+from luz._persist.verify import check_against_fit, check_run_shape, check_structure, restoring
 from luz.accelerator import is_writer, unwrap_loader
 
 if TYPE_CHECKING:
@@ -374,7 +373,7 @@ def load_checkpoint_into_context(
             "(ResumeFromCheckpoint(path) without restore_optimizer_state)."
         )
     if "sharded" in state:  # checked (keys, shapes, files) before anything is restored
-        restore_shards = check_shards(
+        restore_shards = sharded.check_shards(
             ctx.model, ctx.optimizers, state, model=restore_model_state, optimizers=restore_optimizer_state
         )
     check_against_fit(
@@ -413,92 +412,6 @@ def load_checkpoint_into_context(
         with restoring(file, "rng"):
             _restore_rng(ctx, state, rng)
     return state
-
-
-def check_shards(
-    module: torch.nn.Module,
-    opts: dict[str, torch.optim.Optimizer],
-    state: dict[str, Any],
-    *,
-    model: bool = True,
-    optimizers: bool = False,
-) -> Callable[[], None]:
-    """Check the tensors of a sharded checkpoint ``state`` (from `read_checkpoint`) against
-    ``module`` and its optimizers ``opts`` (keys, global shapes, dtypes, in DCP's metadata) and
-    return the function that loads and puts back the model's (``model``) and the optimizers'
-    (``optimizers``) state. The model may be sharded or not, on any number of ranks or in one
-    process: DCP reshards. Nothing is loaded until that function is called (an optimizer
-    without state gets its initial state first, by a step with zero gradients and lr 0); it
-    reads the model's tensors into new ones and checks that they are finite (on every rank)
-    before any is copied into the model.
-
-    Raises:
-        ValueError: the checkpoint does not fit (naming its directory and the part).
-    """
-    from torch.distributed.checkpoint.state_dict import (
-        get_model_state_dict,
-        get_optimizer_state_dict,
-        set_model_state_dict,
-        set_optimizer_state_dict,
-    )
-
-    directory = Path(state["sharded"]["directory"])
-    where = repr(str(directory))
-    folder = directory / state["sharded"]["data"]
-    skeleton = state["sharded"]["skeleton"]
-    if not isinstance(skeleton, dict):
-        raise damaged(where, "sharded skeleton", f"is a {type(skeleton).__name__}, not a dict")
-    saved = list(skeleton.get("optimizers", {}))
-    if optimizers and saved != list(opts):
-        raise ValueError(
-            f"Cannot restore optimizer states from {where}: the checkpoint has optimizers "
-            f"{saved} but this model has {list(opts)}."
-        )
-    wanted: dict[str, Any] = {}
-    if model:  # fresh tensors of the same sharding: the model changes only once all is read
-        current = get_model_state_dict(module)
-        wanted["model"] = {
-            name: torch.empty_like(value) if isinstance(value, torch.Tensor) else value
-            for name, value in current.items()
-        }
-        params = dict(module.named_parameters())
-        grads = skeleton.get("grads", {})
-        wanted["grads"] = {name: torch.empty_like(params[name]) for name in grads if name in params}
-    if optimizers:  # the optimizers' current state (made by a zero step if empty) as templates
-        pairs = opts.items()
-        wanted["optimizers"] = {name: get_optimizer_state_dict(module, opt) for name, opt in pairs}
-    _, templates = sharded.split_tensors(wanted)
-    saved_keys = sharded.leaf_keys({part: skeleton.get(part, {}) for part in wanted})
-    metadata = sharded.read_metadata(folder, where, state["sharded"]["files"])
-    sharded.check_against(templates, saved_keys, metadata, where)
-
-    def restore() -> None:
-        sharded.load_tensors(templates, folder, where)
-        if model:
-            weights = sharded.join_tensors(skeleton["model"], templates)
-            if not _finite_on_every_rank(weights):
-                raise damaged(where, "model", "holds NaN or infinite values")
-            set_model_state_dict(module, weights)
-        if optimizers:
-            for name, opt in opts.items():
-                loaded = sharded.join_tensors(skeleton["optimizers"][name], templates)
-                set_optimizer_state_dict(module, opt, loaded)
-        if model:  # after the optimizers: their zero step for templates cleared the gradients
-            loaded = sharded.join_tensors(skeleton.get("grads", {}), templates)
-            for name, param in module.named_parameters():
-                param.grad = loaded.get(name)
-
-    return restore
-
-
-def _finite_on_every_rank(tensors: dict[str, Any]) -> bool:
-    finite = local_all_finite(tensors)
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return finite
-    first: Any = next(iter(tensors.values()), None)
-    local = first.to_local() if hasattr(first, "to_local") else first
-    device = local.device if isinstance(local, torch.Tensor) else torch.device("cpu")
-    return not any_rank(not finite, device)
 
 
 def _load_full_weights(model: torch.nn.Module, weights: dict[str, Any]) -> None:

@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 
-from luz._dist.collectives import broadcast_object, gather_objects
+from luz._dist.collectives import any_rank, broadcast_object, gather_objects
+from luz._dist.fsdp import local_all_finite
 from luz._dist.group import rank
 from luz._persist.verify import damaged
 
@@ -335,3 +336,94 @@ def load_tensors(templates: dict[str, torch.Tensor], folder: Path, where: str) -
     with warnings.catch_warnings():  # DCP warns that it loads in one process, as asked
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
         load(templates, storage_reader=safe_reader(folder, where), no_dist=alone)
+
+
+# -- restoring -----------------------------------------------------------------------------------
+
+
+def check_shards(
+    module: torch.nn.Module,
+    opts: dict[str, torch.optim.Optimizer],
+    state: dict[str, Any],
+    *,
+    model: bool = True,
+    optimizers: bool = False,
+) -> Callable[[], None]:
+    """Check the tensors of a sharded checkpoint ``state`` (from `read_checkpoint`) against
+    ``module`` and its optimizers ``opts`` (keys, global shapes, dtypes, in DCP's metadata) and
+    return the function that loads and puts back the model's (``model``) and the optimizers'
+    (``optimizers``) state. The model may be sharded or not, on any number of ranks or in one
+    process: DCP reshards. Nothing is loaded until that function is called (an optimizer
+    without state gets its initial state first, by a step with zero gradients and lr 0); it
+    reads the model's tensors into new ones and checks that they are finite (on every rank)
+    before any is copied into the model.
+
+    Raises:
+        ValueError: the checkpoint does not fit (naming its directory and the part).
+    """
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_optimizer_state_dict,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    directory = Path(state["sharded"]["directory"])
+    where = repr(str(directory))
+    folder = directory / state["sharded"]["data"]
+    skeleton = state["sharded"]["skeleton"]
+    if not isinstance(skeleton, dict):
+        raise damaged(where, "sharded skeleton", f"is a {type(skeleton).__name__}, not a dict")
+    saved = list(skeleton.get("optimizers", {}))
+    if optimizers and saved != list(opts):
+        raise ValueError(
+            f"Cannot restore optimizer states from {where}: the checkpoint has optimizers "
+            f"{saved} but this model has {list(opts)}."
+        )
+    wanted: dict[str, Any] = {}
+    if model:  # fresh tensors of the same sharding: the model changes only once all is read
+        current = get_model_state_dict(module)
+        wanted["model"] = {
+            name: torch.empty_like(value) if isinstance(value, torch.Tensor) else value
+            for name, value in current.items()
+        }
+        params = dict(module.named_parameters())
+        grads = skeleton.get("grads", {})
+        wanted["grads"] = {name: torch.empty_like(params[name]) for name in grads if name in params}
+    if optimizers:  # the optimizers' current state (made by a zero step if empty) as templates
+        pairs = opts.items()
+        wanted["optimizers"] = {name: get_optimizer_state_dict(module, opt) for name, opt in pairs}
+    _, templates = split_tensors(wanted)
+    saved_keys = leaf_keys({part: skeleton.get(part, {}) for part in wanted})
+    metadata = read_metadata(folder, where, state["sharded"]["files"])
+    check_against(templates, saved_keys, metadata, where)
+
+    def restore() -> None:
+        load_tensors(templates, folder, where)
+        if model:
+            weights = join_tensors(skeleton["model"], templates)
+            if not finite_on_every_rank(weights):
+                raise damaged(where, "model", "holds NaN or infinite values")
+            set_model_state_dict(module, weights)
+        if optimizers:
+            for name, opt in opts.items():
+                loaded = join_tensors(skeleton["optimizers"][name], templates)
+                set_optimizer_state_dict(module, opt, loaded)
+        if model:  # after the optimizers: their zero step for templates cleared the gradients
+            loaded = join_tensors(skeleton.get("grads", {}), templates)
+            for name, param in module.named_parameters():
+                param.grad = loaded.get(name)
+
+    return restore
+
+
+def finite_on_every_rank(tensors: dict[str, Any]) -> bool:
+    """Whether every floating-point tensor is finite on every rank (a collective when a
+    process group exists)."""
+    finite = local_all_finite(tensors)
+    if not (dist.is_available() and dist.is_initialized()):
+        return finite
+    first: Any = next(iter(tensors.values()), None)
+    local = first.to_local() if hasattr(first, "to_local") else first
+    device = local.device if isinstance(local, torch.Tensor) else torch.device("cpu")
+    return not any_rank(not finite, device)
