@@ -256,3 +256,12 @@ def test_evaluation_gathers_and_an_error_shards_again(one_rank_group: None) -> N
     with torch.no_grad():
         expected = plain(x)
     torch.testing.assert_close(fitted.predict(x, accelerator=acc), expected)
+
+
+def test_fsdp_modules_choose_the_units_of_a_fit(one_rank_group: None) -> None:
+    x, y = torch.randn(32, 4), torch.randn(32, 1)
+    module = luz.setup(Tower, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_opt_hparams(lr=0.1)
+    acc = luz.Accelerator(distributed=True, strategy="fsdp", fsdp_modules=(Block,))
+    fitted = module.fit((x, y), epochs=1, verbose=False, accelerator=acc)
+    assert _units(fitted.model) == ["", "blocks.0", "blocks.1"]
+    assert "strategy='fsdp'" in repr(acc)
