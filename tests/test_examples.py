@@ -37,6 +37,11 @@ EXAMPLES: dict[str, tuple[list[str], str]] = {
     "ddp_digits.py": (["--state", "{tmp}/state.pt"], "Test accuracy:"),
     "hf_text_classifier.py": ([], "Validation accuracy after the last epoch:"),
     "hf_gpt2_lm.py": ([], "Next-number accuracy on 256 new sequences"),
+    # Starts itself on 2 CPU processes with torchrun (FSDP2, a sharded AutoResume directory).
+    "fsdp_digits.py": (
+        ["--state", "{tmp}/state", "--out", "{tmp}/model.safetensors"],
+        "luz.load() in one process predicts the same: True",
+    ),
 }
 # Examples that need optional packages (an extra): skipped where one is not installed.
 NEEDS: dict[str, tuple[str, ...]] = {

@@ -26,6 +26,7 @@ LAYERS: dict[int, set[str]] = {
         "_dist.group",
         "_dist.collectives",
         "_dist.sharding",
+        "_dist.fsdp",
     },
     # L2 · shared state
     2: {"context"},
@@ -51,6 +52,7 @@ LAYERS: dict[int, set[str]] = {
         "_persist.digest",
         "_persist.rng",
         "_persist.verify",
+        "_persist.sharded",
         "_persist.checkpoint",
     },
     # L6 · the loop

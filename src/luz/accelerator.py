@@ -13,9 +13,12 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel  # loaded by `import torch` already
 
-from luz._dist import group
+from luz._dist import fsdp, group
 from luz._tree import map_tensors
 from luz._validate import check_flag, check_optional_count, check_optional_flag, check_real
+
+STRATEGIES = ("ddp", "fsdp")
+"""How a distributed fit spreads the model: replicated (``"ddp"``) or sharded (``"fsdp"``)."""
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 """The collective timeout of a process group luz creates (PyTorch's Gloo default)."""
@@ -81,6 +84,14 @@ class Accelerator:
             creates the group: a rank whose peers died stops waiting after it.
         ddp_options: keyword arguments for ``DistributedDataParallel`` (e.g.
             ``{"find_unused_parameters": True}``).
+        strategy: how a distributed fit spreads the model: ``"ddp"`` (``None``, the default:
+            every rank holds the whole model, ``DistributedDataParallel``) or ``"fsdp"``
+            (parameters, gradients and optimizer state sharded across ranks with FSDP2's
+            ``fully_shard``). Outside ``torchrun`` it has no effect: one process trains the
+            whole model.
+        fsdp_modules: with ``strategy="fsdp"``, the module classes to shard as units (e.g.
+            ``(Block,)``); ``None``: each direct child of the model that holds parameters.
+            The root is always sharded last.
 
     The device is CUDA if available, else MPS (Apple silicon), else CPU; a distributed process
     uses ``cuda:LOCAL_RANK`` (NCCL) or the CPU (Gloo). Distributed mode initialises the process
@@ -108,6 +119,8 @@ class Accelerator:
         distributed: bool | None = None,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
         ddp_options: dict[str, Any] | None = None,
+        strategy: str | None = None,
+        fsdp_modules: Iterable[type[nn.Module]] | None = None,
     ) -> None:
         self.device_placement = check_flag(device_placement, "device_placement")
         self.cpu = check_flag(cpu, "cpu")
@@ -119,6 +132,9 @@ class Accelerator:
             seconds = check_real(timeout, "timeout", above=0, hint="Pass seconds or a datetime.timedelta.")
             timeout = timedelta(seconds=seconds)
         self.ddp_options = dict(ddp_options or {})
+        self.strategy = _check_strategy(strategy)
+        self.fsdp_modules = _check_fsdp_modules(fsdp_modules, self.strategy)
+        self._mesh: Any = None
         self.device = self._choose_device()
         if self.distributed:
             if self.device.type == "cuda":
@@ -158,14 +174,24 @@ class Accelerator:
         """Whether this process writes the run's files (rank 0, or not distributed)."""
         return self.rank == 0
 
+    @property
+    def sharded(self) -> bool:
+        """Whether models are sharded across the ranks (``strategy="fsdp"`` under ``torchrun``)."""
+        return self.distributed and self.strategy == "fsdp"
+
     def wrap_for_training(self, model: nn.Module) -> nn.Module:
         """The module to run the training forward pass through: a ``DistributedDataParallel``
         wrapper of ``model`` when distributed (gradients averaged across ranks during
-        backward), else ``model`` itself. A model without trainable parameters or without
-        ``forward`` is not wrapped."""
+        backward), else ``model`` itself. With ``strategy="fsdp"`` the model is sharded in
+        place (``fully_shard``) and returned: build its optimizers after this call. A model
+        without trainable parameters or without ``forward`` is not wrapped."""
         trainable = any(p.requires_grad for p in model.parameters())
         if not (self.distributed and trainable and type(model).forward is not nn.Module.forward):
             return model
+        if self.sharded:
+            if self._mesh is None:
+                self._mesh = fsdp.device_mesh(self.device, self.world_size)
+            return fsdp.shard_model(model, self._mesh, self.fsdp_modules)
         options = dict(self.ddp_options)
         if self.device.type == "cuda":
             options.setdefault("device_ids", [self.device.index])
@@ -208,7 +234,8 @@ class Accelerator:
 
     def __repr__(self) -> str:
         if self.distributed:
-            return f"Accelerator(device={self.device}, rank={self.rank}, world_size={self.world_size})"
+            shown = ", strategy='fsdp'" if self.sharded else ""
+            return f"Accelerator(device={self.device}, rank={self.rank}, world_size={self.world_size}{shown})"
         return f"Accelerator(device={self.device})"
 
 
@@ -217,6 +244,42 @@ def is_writer(accelerator: Accelerator | None) -> bool:
     unless it is a rank other than 0 of an initialised process group (e.g. `luz.save` under
     ``torchrun``)."""
     return group.rank() == 0 if accelerator is None else accelerator.is_writer
+
+
+def _check_strategy(strategy: object) -> str:
+    if strategy is None:
+        return "ddp"
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
+        raise ValueError(
+            f"Accelerator: `strategy` must be one of {', '.join(map(repr, STRATEGIES))} or None "
+            f"(DDP), got {strategy!r}. Pass strategy='fsdp' to shard the model across ranks."
+        )
+    return strategy
+
+
+def _check_fsdp_modules(classes: object, strategy: str) -> tuple[type[nn.Module], ...] | None:
+    if classes is None:
+        return None
+    if isinstance(classes, type):
+        classes = (classes,)
+    if isinstance(classes, str | bytes) or not isinstance(classes, Iterable):
+        raise TypeError(
+            f"Accelerator: `fsdp_modules` must be a tuple of nn.Module subclasses, got "
+            f"{type(classes).__name__} {classes!r}. Pass e.g. fsdp_modules=(Block,)."
+        )
+    found = tuple(classes)
+    for cls in found:
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise TypeError(
+                f"Accelerator: `fsdp_modules` must hold nn.Module subclasses, got {cls!r}. Pass "
+                "the classes themselves, e.g. fsdp_modules=(Block,), not instances or names."
+            )
+    if strategy != "fsdp":
+        raise ValueError(
+            f"Accelerator: `fsdp_modules` is only used with strategy='fsdp' (strategy is "
+            f"{strategy!r}). Pass strategy='fsdp', or drop fsdp_modules."
+        )
+    return found
 
 
 def _not_preparable(obj: object) -> str:

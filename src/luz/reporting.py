@@ -5,6 +5,9 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from torch import nn
+
+from luz._dist.fsdp import user_class
 from luz.records import Records, format_value, metric_rows
 
 
@@ -51,12 +54,14 @@ def count_parameters(model: Any) -> tuple[int, int]:
 
 
 def parameters_line(model: Any) -> list[str]:
-    """``["The model (`Net`) has 1,234 parameters (1,234 trainable)."]`` (R luz prints the count);
-    empty for an object without ``parameters()``."""
+    """``["The model (`Net`) has 1,234 parameters (1,234 trainable)."]`` (R luz prints the count;
+    a model sharded with FSDP is named by its own class); empty for an object without
+    ``parameters()``."""
     if not callable(getattr(model, "parameters", None)):
         return []
-    total, trainable = count_parameters(model)
-    return [f"The model (`{type(model).__name__}`) has {total:,} parameters ({trainable:,} trainable)."]
+    total, trainable = count_parameters(model)  # a sharded model's counts are global
+    name = user_class(model).__name__ if isinstance(model, nn.Module) else type(model).__name__
+    return [f"The model (`{name}`) has {total:,} parameters ({trainable:,} trainable)."]
 
 
 def _time_lines(profile: dict[str, list[float]], total_key: str | None) -> list[str]:

@@ -20,7 +20,7 @@ from torch import nn
 
 from luz._dist.collectives import gather_objects
 from luz._dist.sharding import distribute_train_loader, shard_eval_loader, unshard
-from luz._dist.sync import DistributedSync, HeldStop
+from luz._dist.sync import DistributedSync, GatherForEvaluation, HeldStop
 from luz._hints import keras_hints
 from luz._persist.rng import get_rng_state, set_rng_state, sync_random_state
 from luz._stream import TrainStream
@@ -133,7 +133,10 @@ def _take_progress(user_callbacks: list[Callback]) -> tuple[Callback, list[Callb
 
 def _runner(acc: Accelerator, callbacks: list[Callback], *, fit: bool = False) -> CallbackRunner:
     if fit and acc.distributed:
-        return CallbackRunner([DistributedSync(), *callbacks], stop_policy=HeldStop(acc.device))
+        synced = [DistributedSync(), GatherForEvaluation(), *callbacks]
+        return CallbackRunner(synced, stop_policy=HeldStop(acc.device))
+    if acc.distributed:  # evaluate/predict: a sharded model gathers its parameters first
+        return CallbackRunner([GatherForEvaluation(), *callbacks])
     return CallbackRunner(callbacks)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from luz._dist.fsdp import full_state_dict, is_sharded, user_class
 from luz._persist.atomic import atomic_write_bytes
 from luz._persist.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from luz._persist.checkpoint import (
@@ -33,6 +34,7 @@ from luz._persist.checkpoint import (
 )
 from luz._persist.digest import content_digest
 from luz._persist.plain import from_json, to_json
+from luz._persist.sharded import check_shards
 from luz._persist.verify import check_model_state
 from luz.accelerator import is_writer
 from luz.module import LuzModule
@@ -63,10 +65,13 @@ __all__ = [
 def _state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's state as contiguous CPU tensors; tensors sharing memory (tied weights) are
     copied, since safetensors stores each tensor once. Loading copies into the model, so ties
-    built by the constructor survive."""
+    built by the constructor survive. For a sharded model: the full tensors on rank 0, nothing
+    on the other ranks."""
     tensors: dict[str, torch.Tensor] = {}
     storages: set[int] = set()
-    for name, tensor in model.state_dict().items():
+    # A sharded (FSDP) model's full weights are gathered onto rank 0 (every rank takes part).
+    state = full_state_dict(model) if is_sharded(model) else model.state_dict()
+    for name, tensor in state.items():
         t = tensor.detach().cpu().contiguous()
         if t.untyped_storage().data_ptr() in storages:
             t = t.clone()
@@ -178,7 +183,7 @@ def _write(target: Path, data: bytes, function: str) -> None:
 
 def _built_with(fitted: Fitted) -> str:
     spec = None if fitted.module is None else fitted.module.module
-    if spec is None or spec is type(fitted.model):
+    if spec is None or spec is user_class(fitted.model):
         return "class"
     return "instance" if isinstance(spec, nn.Module) else "factory"
 
@@ -188,7 +193,9 @@ def save(fitted: Fitted, path: str | os.PathLike[str]) -> None:
 
     The file holds the model's ``state_dict``, the class's import path, hparams, opt_hparams,
     records and optimizer names. Nothing is pickled. When a process group is initialised
-    (``torchrun``), only rank 0 writes; the call returns at once on the other ranks.
+    (``torchrun``), only rank 0 writes; the call returns at once on the other ranks. A model
+    trained with ``strategy="fsdp"`` has its full weights gathered onto rank 0 first (every
+    rank must call ``save``), so the file is the same as for one process.
 
     Raises:
         TypeError: ``fitted`` is not a `luz.Fitted`, ``path`` is not a path, or
@@ -213,7 +220,7 @@ def save(fitted: Fitted, path: str | os.PathLike[str]) -> None:
     """
     fitted = _check_fitted(fitted, "save")
     target = _check_target(path, "save")
-    cls = type(fitted.model)
+    cls = user_class(fitted.model)  # a sharded model's class is FSDP<Class>: name the user's
     meta = {
         "version": MODEL_VERSION,
         "class": f"{cls.__module__}:{cls.__qualname__}",
@@ -364,16 +371,17 @@ def _build(cls: type[nn.Module], hparams: dict[str, Any]) -> nn.Module:
 
 def save_model_weights(fitted: Fitted, path: str | os.PathLike[str]) -> None:
     """Save only the model's ``state_dict``, as safetensors, atomically (rank 0 only under
-    ``torchrun``).
+    ``torchrun``; a sharded model's full weights are gathered first, on every rank).
 
     Example:
         >>> luz.save_model_weights(fitted, "weights.safetensors")  # doctest: +SKIP
     """
     fitted = _check_fitted(fitted, "save_model_weights")
     target = _check_target(path, "save_model_weights")
+    tensors = _state_tensors(fitted.model)  # every rank: a sharded model gathers its weights
     if not is_writer(None):  # under torchrun every rank holds the same model: rank 0 writes
         return
-    data = safetensors_bytes(_state_tensors(fitted.model), metadata={"format": WEIGHTS_FORMAT})
+    data = safetensors_bytes(tensors, metadata={"format": WEIGHTS_FORMAT})
     _write(target, data, "save_model_weights")
 
 
@@ -427,13 +435,18 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def load_checkpoint(fitted: Fitted, path: str | os.PathLike[str]) -> None:
     """Copy the model weights of a checkpoint (from `luz.callbacks.ModelCheckpoint`,
-    `luz.callbacks.AutoResume`, ...) into ``fitted.model`` in place. Records are untouched.
+    `luz.callbacks.AutoResume`, ...) into ``fitted.model`` in place. Records are untouched. A
+    sharded checkpoint directory (a fit with ``strategy="fsdp"``) loads too, in one process or
+    into a sharded model: its shards are resharded to fit.
 
     Example:
         >>> luz.load_checkpoint(fitted, "checkpoints/epoch-03-valid_loss-0.123.pt")  # doctest: +SKIP
     """
     fitted = _check_fitted(fitted, "load_checkpoint")
     state = read_checkpoint(Path(path))
+    if "sharded" in state:  # a sharded fit's directory: its shards are gathered (resharded)
+        check_shards(fitted.model, {}, state, model=True)()
+        return
     if "model" not in state:
         raise ValueError(f"Cannot load checkpoint {str(path)!r}: it has no 'model' part.")
     check_model_state(fitted.model, state["model"], repr(str(path)), "model")

@@ -1,8 +1,10 @@
 """What a distributed fit adds to every run: per-epoch reshuffling, reduced metric records, a
-check that the ranks still hold the same model, and stopping on every rank together."""
+check that the ranks still hold the same model, stopping on every rank together, and (for a
+sharded model) evaluation with gathered parameters."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Callable
@@ -13,6 +15,7 @@ import torch.distributed as dist
 from torch import nn
 
 from luz._dist.collectives import any_rank, broadcast_object, sum_ints
+from luz._dist.fsdp import gathered, is_sharded
 from luz._dist.group import world_size
 from luz._dist.sharding import distributed_sampler
 from luz.accelerator import is_writer, unwrap_loader
@@ -82,7 +85,10 @@ def log_reduced_metrics(ctx: Context, phase: str, wrap_error: ErrorFactory) -> N
 
 def check_parameters_agree(model: nn.Module, device: torch.device, epoch: int) -> None:
     """Raise on every rank if the model's parameters differ between ranks (one all-gather of a
-    few numbers per epoch): the sign of a custom step that bypassed the DDP wrapper."""
+    few numbers per epoch): the sign of a custom step that bypassed the DDP wrapper. A sharded
+    (FSDP) model holds a different slice on each rank and has no wrapper to bypass: skipped."""
+    if is_sharded(model):
+        return
     with torch.no_grad():
         sums = [p.detach().double().sum() for p in model.parameters()]
         if not sums:
@@ -128,3 +134,46 @@ class HeldStop:
         held, self.held = self.held, None
         if any_rank(held is not None, self.device):
             raise held or StopTraining("Training was stopped on another process.")
+
+
+class GatherForEvaluation(Callback):
+    """Added to every distributed run: while a sharded (FSDP) model validates, evaluates or
+    predicts, its parameters are gathered (`luz._dist.fsdp.gathered`), so ranks given
+    different numbers of batches run their forward passes without waiting for each other.
+    Does nothing for a model that is not sharded.
+
+    Breakpoints: ``on_valid_begin``/``on_valid_end`` and ``on_predict_begin``/``on_predict_end``
+    (gather, shard again); ``teardown`` shards again after an error.
+    """
+
+    weight: ClassVar[float] = -math.inf
+
+    def __init__(self) -> None:
+        self._window: contextlib.ExitStack | None = None
+
+    def _open(self) -> None:
+        model = self.context.model
+        if self._window is None and is_sharded(model):
+            self._window = contextlib.ExitStack()
+            self._window.enter_context(gathered(model))
+
+    def _close(self) -> None:
+        window, self._window = self._window, None
+        if window is not None:
+            window.close()
+
+    def on_valid_begin(self) -> None:
+        self._open()
+
+    def on_valid_end(self) -> None:
+        self._close()
+
+    def on_predict_begin(self) -> None:
+        self._open()
+
+    def on_predict_end(self) -> None:
+        self._close()
+
+    def teardown(self) -> None:
+        """Shard the parameters again when an error ended the pass."""
+        self._close()

@@ -5,6 +5,10 @@ tensors, numbers and strings, so it is read with ``torch.load(weights_only=True)
 runs code. It is written atomically (`luz._persist.atomic`), carries a checksum of its content
 (`luz._persist.digest`) and is verified when read (`luz._persist.verify`): a damaged file is a
 ``ValueError`` naming the file and the part, never a silent resume.
+
+A fit whose model is sharded (``Accelerator(strategy="fsdp")``) writes a directory instead,
+each rank its shard of the model, optimizer and gradient tensors (`luz._persist.sharded`),
+verified and restored the same way.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import RandomSampler
 
-from luz._dist.collectives import gather_objects
+from luz._dist.collectives import any_rank, gather_objects
+from luz._dist.fsdp import is_sharded, local_all_finite
 from luz._dist.sharding import distributed_sampler
+from luz._persist import sharded
 from luz._persist.atomic import atomic_write_with
 from luz._persist.digest import ALGORITHM, content_digest
 from luz._persist.plain import plain
@@ -56,13 +62,16 @@ def checkpoint_state(ctx: Context) -> dict[str, Any]:
         }
         for i, cb in stateful_callbacks(ctx)
     ]
+    if shards_state(ctx):  # each rank's shards, optimizer state keyed by parameter name
+        model, optimizers = _sharded_states(ctx)
+    else:
+        model = ctx.model.state_dict()
+        optimizers = {name: opt.state_dict() for name, opt in ctx.optimizers.items()}
     return new_checkpoint(
         ctx.epoch,
-        model=ctx.model.state_dict(),
+        model=model,
         grads=leftover_grads(ctx),
-        optimizers={
-            name: plain(opt.state_dict(), f"optimizer {name!r}") for name, opt in ctx.optimizers.items()
-        },
+        optimizers={name: plain(state, f"optimizer {name!r}") for name, state in optimizers.items()},
         records=plain(ctx.records, "ctx.records"),
         callbacks=callbacks,
         rng=get_rng_state(_loaders(ctx)),
@@ -76,6 +85,37 @@ def _stream_state(ctx: Context) -> dict[str, Any]:
     # With steps_per_epoch: the position in the training data, so a resume continues mid-pass.
     stream = ctx.train_stream
     return {} if stream is None else {"stream": plain(stream.state_dict(), "the training data's position")}
+
+
+def shards_state(ctx: Context) -> bool:
+    """Whether this fit's checkpoints are sharded directories: its model is sharded (FSDP)."""
+    return ctx.distributed and is_sharded(ctx.model)
+
+
+def _sharded_states(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+    model = get_model_state_dict(ctx.model)
+    optimizers = {name: get_optimizer_state_dict(ctx.model, opt) for name, opt in ctx.optimizers.items()}
+    return model, optimizers
+
+
+def model_finite(ctx: Context, state: dict[str, Any]) -> bool:
+    """Whether the model weights of a checkpoint ``state`` of this fit are all finite (a
+    sharded model: on every rank; every rank must call it then)."""
+    if shards_state(ctx):
+        return not any_rank(not local_all_finite(state["model"]), ctx.device)
+    return all_finite(state["model"])
+
+
+def commit_checkpoint(ctx: Context, state: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write a checkpoint ``state`` of this fit to ``path``: a file that rank 0 writes, or
+    for a sharded model a directory that every rank writes its shard of (every rank must call
+    it then)."""
+    if shards_state(ctx):
+        sharded.write_sharded(state, path, write_checkpoint)
+    elif is_writer(ctx.accelerator):
+        write_checkpoint(state, path)
 
 
 def run_shape(ctx: Context) -> dict[str, Any]:
@@ -223,28 +263,31 @@ def write_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Non
 def save_checkpoint(ctx: Context, path: str | os.PathLike[str]) -> None:
     """Write the full state of the running fit to ``path`` atomically. Consumes no randomness.
 
-    In a distributed fit every rank calls it and rank 0 writes.
+    In a distributed fit every rank calls it and rank 0 writes (a sharded model: every rank
+    writes its shard of a checkpoint directory).
     """
-    state = checkpoint_state(ctx)
-    if is_writer(ctx.accelerator):
-        write_checkpoint(state, path)
+    commit_checkpoint(ctx, checkpoint_state(ctx), path)
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(weights_only=True)`` onto the CPU.
+    """Read a checkpoint with ``torch.load(weights_only=True)`` onto the CPU. A sharded
+    checkpoint directory gives its manifest (rank 0's part), with every data file checked
+    against its SHA-256 and ``state["sharded"]["directory"]`` set; its tensors are loaded when
+    it is restored.
 
     The content is checked against the file's checksum and its structure is checked
     (`luz._persist.verify.check_structure`); the checksum entry is dropped from the result.
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is corrupt, is a directory, is not a pyluz checkpoint, does not
+        ValueError: the file is corrupt, is a directory that is not a committed sharded
+            checkpoint (or one whose files are missing or damaged), is not a pyluz checkpoint, does not
             match its checksum, has a malformed part, or would need pickle to load (its payload
             is never run; there is no fallback to full unpickling). The message names the file.
     """
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{str(path)!r} is a directory, not a checkpoint file: pass the file itself.")
+        return _read_sharded(path)
     try:
         with warnings.catch_warnings():
             # A raw (non-zip) pickle makes torch warn about its protocol before refusing it.
@@ -267,6 +310,20 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     file = repr(str(path))
     verify_checksum(state, file)
     check_structure(state, file)
+    return state
+
+
+def _read_sharded(path: Path) -> dict[str, Any]:
+    manifest = path / sharded.MANIFEST
+    if not manifest.is_file():
+        raise ValueError(
+            f"{str(path)!r} is a directory but not a sharded pyluz checkpoint (it has no "
+            f"{sharded.MANIFEST!r}: not one, or its first write never committed). Pass a "
+            "checkpoint file, or a directory that a sharded (strategy='fsdp') fit wrote."
+        )
+    state = read_checkpoint(manifest)
+    sharded.check_files(state, path)
+    state["sharded"]["directory"] = str(path)
     return state
 
 
@@ -333,12 +390,24 @@ def load_checkpoint_into_context(
     else:
         state, file = read_checkpoint(source), repr(str(source))
     rng = _rng_to_restore(ctx, state) if restore_rng else None
+    restore_shards = None
+    if "sharded" not in state and is_sharded(ctx.model) and restore_optimizer_state:
+        raise ValueError(
+            f"Cannot restore the optimizer state of checkpoint {file} into a sharded model "
+            "(strategy='fsdp'): it is a single file, written by a run that was not sharded. "
+            "Resume it with the strategy that wrote it, or load only its weights "
+            "(ResumeFromCheckpoint(path) without restore_optimizer_state)."
+        )
+    if "sharded" in state:  # checked (keys, shapes, files) before anything is restored
+        restore_shards = sharded.check_shards(
+            ctx.model, ctx.optimizers, state, model=restore_model_state, optimizers=restore_optimizer_state
+        )
     check_against_fit(
         ctx,
         state,
         file,
-        model=restore_model_state,
-        optimizers=restore_optimizer_state,
+        model=restore_model_state and restore_shards is None,
+        optimizers=restore_optimizer_state and restore_shards is None,
         records=restore_records,
         callbacks=restore_callbacks_state,
         rng=restore_rng,
@@ -346,11 +415,17 @@ def load_checkpoint_into_context(
     )
     if restore_callbacks_state:
         _check_callbacks(ctx, state["callbacks"], file)
-    if restore_model_state:
+    if restore_shards is not None:
+        with restoring(file, "sharded"):
+            restore_shards()
+    if restore_model_state and restore_shards is None:
         with restoring(file, "model"):
-            ctx.model.load_state_dict(state["model"])
-            _restore_grads(ctx, state.get("grads", {}))
-    if restore_optimizer_state:
+            if is_sharded(ctx.model):  # full weights (every rank read them) into the shards
+                _load_full_weights(ctx.model, state["model"])
+            else:
+                ctx.model.load_state_dict(state["model"])
+                _restore_grads(ctx, state.get("grads", {}))
+    if restore_optimizer_state and restore_shards is None:
         with restoring(file, "optimizers"):
             _restore_optimizers(ctx, state["optimizers"])
     if restore_callbacks_state:
@@ -363,6 +438,12 @@ def load_checkpoint_into_context(
         with restoring(file, "rng"):
             _restore_rng(ctx, state, rng)
     return state
+
+
+def _load_full_weights(model: torch.nn.Module, weights: dict[str, Any]) -> None:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True))
 
 
 def _restore_optimizers(ctx: Context, saved: dict[str, Any]) -> None:

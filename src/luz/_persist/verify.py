@@ -31,6 +31,7 @@ _PARTS: dict[str, type | tuple[type, ...]] = {
     "run": dict,
     "stopped": dict,
     "stream": dict,
+    "sharded": dict,
 }
 """The type of each part a checkpoint may hold (which ones it holds depends on its writer)."""
 

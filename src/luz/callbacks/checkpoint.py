@@ -14,13 +14,15 @@ from typing import Any, ClassVar
 
 from luz._persist.atomic import remove_stale_temporaries
 from luz._persist.checkpoint import (
-    all_finite,
     checkpoint_of_parts,
     checkpoint_state,
+    commit_checkpoint,
     load_checkpoint_into_context,
     match_callbacks,
+    model_finite,
     model_parts,
     read_checkpoint,
+    shards_state,
     write_checkpoint,
 )
 from luz._validate import check_flag, check_output_file
@@ -117,7 +119,9 @@ class ModelCheckpoint(MonitorCallback):
     epoch end, or only when ``monitor`` improves.
 
     A model with NaN or infinite weights is not written (a warning says so). Temporaries that
-    killed writes left in the checkpoint directory are removed when the callback is made.
+    killed writes left in the checkpoint directory are removed when the callback is made. With
+    a sharded model (``Accelerator(strategy="fsdp")``) each checkpoint is a directory that every
+    rank writes its shard into (docs/distributed.md, "Sharded checkpoints").
 
     How it works (file names, when it writes, distributed fits): docs/checkpoints.md.
 
@@ -207,7 +211,7 @@ class ModelCheckpoint(MonitorCallback):
         """Write the running fit's checkpoint to ``path`` unless its weights are not finite."""
         ctx = self.context
         state = checkpoint_state(ctx)
-        if not all_finite(state["model"]):
+        if not model_finite(ctx, state):
             warnings.warn(
                 f"{type(self).__name__}: the model has NaN or infinite weights at epoch {ctx.epoch}; "
                 f"not writing {str(path)!r} (earlier checkpoints are kept).",
@@ -215,7 +219,9 @@ class ModelCheckpoint(MonitorCallback):
                 stacklevel=2,
             )
             return False
-        if self.every_rank_writes or is_writer(ctx.accelerator):
+        if shards_state(ctx) and not self.every_rank_writes:  # every rank writes its shard
+            commit_checkpoint(ctx, state, path)
+        elif self.every_rank_writes or is_writer(ctx.accelerator):
             write_checkpoint(state, path)
         self.last_path = path
         return True
@@ -264,6 +270,13 @@ class KeepBestModel(ModelCheckpoint):
         self.best_epoch: int | None = None
 
     def on_fit_begin(self) -> None:
+        if shards_state(self.context):
+            raise ValueError(
+                "KeepBestModel does not support a sharded model (Accelerator(strategy='fsdp')): "
+                "its best state is private to each process. Use ModelCheckpoint(path, "
+                "save_best_only=True) and load the best checkpoint after the fit with "
+                "luz.load_checkpoint(fitted, path), or train with strategy='ddp'."
+            )
         self._dir.mkdir(parents=True, exist_ok=True)
 
     def save(self, path: Path) -> bool:

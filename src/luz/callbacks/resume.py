@@ -14,12 +14,20 @@ from typing import Any, ClassVar
 from luz._console import note as console_note
 from luz._persist.atomic import remove_stale_temporaries
 from luz._persist.checkpoint import (
-    all_finite,
     check_run,
     checkpoint_state,
+    commit_checkpoint,
     load_checkpoint_into_context,
+    model_finite,
     read_checkpoint,
+    shards_state,
     write_checkpoint,
+)
+from luz._persist.sharded import (
+    checkpoint_exists,
+    is_sharded_checkpoint,
+    remove_checkpoint,
+    remove_uncommitted,
 )
 from luz._validate import check_flag
 from luz.accelerator import is_writer, unwrap_loader
@@ -31,8 +39,13 @@ from luz.events import EPOCH_END_STOP, SkipEpoch, StopTraining
 def last_checkpoint(directory: Path) -> Path | None:
     """The last file of ``directory`` in sorted name order, numbers compared as numbers (as luz
     picks it, but ``epoch-100`` after ``epoch-99``: with `ModelCheckpoint`'s default names, the
-    latest epoch), ignoring hidden files such as in-progress temporaries."""
-    files = [p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")]
+    latest epoch), ignoring hidden files such as in-progress temporaries. Sharded checkpoint
+    directories count as files."""
+    files = [
+        p
+        for p in directory.iterdir()
+        if (p.is_file() or is_sharded_checkpoint(p)) and not p.name.startswith(".")
+    ]
     return max(files, key=lambda p: _natural_key(p.name)) if files else None
 
 
@@ -80,7 +93,9 @@ class ResumeFromCheckpoint(Callback):
             self._warn_missing(stacklevel=3)
 
     def resolve(self) -> Path | None:
-        """The checkpoint file to load, or ``None`` if there is none."""
+        """The checkpoint file (or sharded checkpoint directory) to load, or ``None``."""
+        if is_sharded_checkpoint(self.path):
+            return self.path
         if self.path.is_dir():
             return last_checkpoint(self.path)
         return self.path if self.path.exists() else None
@@ -141,10 +156,14 @@ class AutoResume(Callback):
     ``strict=False`` a ``UserWarning`` listing them, and the fit resumes. A loader with
     ``persistent_workers=True`` cannot be resumed exactly: it is refused at ``on_fit_begin``.
 
+    With a sharded model (``Accelerator(strategy="fsdp")``) ``path`` is a directory that every
+    rank writes its shard into (`torch.distributed.checkpoint`), committed atomically; it is
+    verified and resumed the same way (docs/distributed.md, "Sharded checkpoints").
+
     How it works (when it writes and loads, and the limits): docs/checkpoints.md.
 
     Args:
-        path: the state file; its parent directory is created.
+        path: the state file (a sharded fit: directory); its parent directory is created.
         strict: a resumed run that differs from the saved one is an error (``False``: a warning).
 
     Example:
@@ -177,11 +196,20 @@ class AutoResume(Callback):
         ctx.after_epoch_end(self._write)
         if is_writer(ctx.accelerator):
             remove_stale_temporaries(self.path)
-        if not self.path.exists():
+            if self.path.is_dir():  # a sharded checkpoint: what killed writes left in it
+                remove_uncommitted(self.path)
+        if not checkpoint_exists(self.path):  # a killed first sharded write committed nothing
             return
         # Verified (checksum, structure, and every part against this fit) before anything is
         # restored: a damaged file is an error naming it and its part, never a fresh start.
         state = read_checkpoint(self.path)
+        if "sharded" in state and not shards_state(ctx):  # its next write would need a file
+            raise ValueError(
+                f"AutoResume: {str(self.path)!r} is a sharded checkpoint directory (written by a fit "
+                "with Accelerator(strategy='fsdp')) but this fit is not sharded. Resume it with "
+                "strategy='fsdp' under torchrun, or start this fit from its weights with "
+                "ResumeFromCheckpoint(path) and another AutoResume path."
+            )
         check_run(ctx, state, repr(str(self.path)), strict=self.strict)
         self._resume_epoch = min(int(state["epoch"]), ctx.max_epochs)
         if ctx.verbose:
@@ -216,7 +244,7 @@ class AutoResume(Callback):
         if BUFFER_KEY in ctx.buffers:
             return  # a NaN guard stopped this epoch: it is not a good state to resume from
         state = checkpoint_state(ctx)  # every rank: it gathers the random streams
-        if not all_finite(state["model"]):
+        if not model_finite(ctx, state):
             self._nonfinite = True
             warnings.warn(
                 f"AutoResume: the model has NaN or infinite weights at epoch {ctx.epoch}; not "
@@ -228,7 +256,9 @@ class AutoResume(Callback):
         stop = ctx.buffers.get(EPOCH_END_STOP)
         if isinstance(stop, StopTraining):  # this epoch stopped the fit: a resume ends there
             state["stopped"] = {"reason": str(stop), "raised_by": stop.raised_by or ""}
-        if is_writer(ctx.accelerator):
+        if shards_state(ctx):  # a sharded model: every rank writes its shard of the directory
+            commit_checkpoint(ctx, state, self.path)
+        elif is_writer(ctx.accelerator):
             write_checkpoint(state, self.path)
 
     def on_interrupt(self) -> None:
@@ -239,7 +269,7 @@ class AutoResume(Callback):
         stopped_on_nan = BUFFER_KEY in self.context.buffers
         writer = is_writer(self.context.accelerator)  # distributed: rank 0 owns the file
         if writer and not (self._interrupted or self._nonfinite or stopped_on_nan):
-            self.path.unlink(missing_ok=True)
+            remove_checkpoint(self.path)
 
     def __repr__(self) -> str:
         return f"AutoResume({str(self.path)!r})"
@@ -250,7 +280,7 @@ def check_state_path(path: Any, owner: str, argument: str) -> Path:
 
     Raises:
         TypeError: ``path`` is not a str or path-like.
-        ValueError: ``path`` is an existing directory.
+        ValueError: ``path`` is an existing directory (other than a sharded checkpoint).
     """
     if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(
@@ -258,7 +288,7 @@ def check_state_path(path: Any, owner: str, argument: str) -> Path:
             f"{type(path).__name__} {path!r}. Pass e.g. {owner}('run/state.pt')."
         )
     result = Path(path)
-    if result.is_dir():
+    if result.is_dir() and not is_sharded_checkpoint(result):
         raise ValueError(
             f"{owner}: `{argument}`={str(result)!r} is a directory; it must be the state file, "
             f"e.g. {str(result / 'state.pt')!r}."
