@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel  # loaded by `import torch
 from luz._dist import group
 from luz._tree import map_tensors
 from luz._validate import check_flag, check_optional_count, check_optional_flag, check_real
+from luz.data import InMemoryLoader
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 """The collective timeout of a process group luz creates (PyTorch's Gloo default)."""
@@ -62,6 +63,18 @@ class DeviceLoader:
         return f"DeviceLoader({self.loader!r}, device={self.device})"
 
 
+def in_memory_on_device(
+    loader: InMemoryLoader, device: torch.device, free_bytes: int, share: float
+) -> InMemoryLoader | None:
+    """``loader`` with its tensors moved to ``device`` once (`InMemoryLoader.on_device`), when
+    they take at most ``share`` of the ``free_bytes`` there; else ``None`` (batches are then
+    moved one by one). The order and the random draws stay those of the CPU loader: the
+    permutation is drawn on the CPU and moved once per epoch."""
+    if share <= 0 or loader.nbytes() > share * free_bytes:
+        return None
+    return loader.on_device(device)
+
+
 def unwrap_loader(loader: Any) -> Any:
     """The user's loader behind a `DeviceLoader` (or the loader itself)."""
     return loader.loader if isinstance(loader, DeviceLoader) else loader
@@ -81,6 +94,10 @@ class Accelerator:
             creates the group: a rank whose peers died stops waiting after it.
         ddp_options: keyword arguments for ``DistributedDataParallel`` (e.g.
             ``{"find_unused_parameters": True}``).
+        device_data_share: on CUDA, in-memory tensor data (the `luz.data.InMemoryLoader` luz
+            builds for tensors and arrays) whose size is at most this share of the device's
+            free memory is moved there once, and batches are gathered on the device: no
+            per-batch host-to-device copy. ``0`` turns it off (batches are copied as loaded).
 
     The device is CUDA if available, else MPS (Apple silicon), else CPU; a distributed process
     uses ``cuda:LOCAL_RANK`` (NCCL) or the CPU (Gloo). Distributed mode initialises the process
@@ -108,6 +125,7 @@ class Accelerator:
         distributed: bool | None = None,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
         ddp_options: dict[str, Any] | None = None,
+        device_data_share: float = 0.25,
     ) -> None:
         self.device_placement = check_flag(device_placement, "device_placement")
         self.cpu = check_flag(cpu, "cpu")
@@ -119,6 +137,13 @@ class Accelerator:
             seconds = check_real(timeout, "timeout", above=0, hint="Pass seconds or a datetime.timedelta.")
             timeout = timedelta(seconds=seconds)
         self.ddp_options = dict(ddp_options or {})
+        self.device_data_share = check_real(
+            device_data_share,
+            "device_data_share",
+            minimum=0,
+            maximum=1,
+            hint="It is the share of free device memory in-memory data may take (0 turns it off).",
+        )
         self.device = self._choose_device()
         if self.distributed:
             if self.device.type == "cuda":
@@ -203,7 +228,14 @@ class Accelerator:
             raise TypeError(_not_preparable(obj))
         if isinstance(obj, Iterable):
             # On the CPU, batches are already in place: skip the per-batch wrapper entirely.
-            return obj if self.device.type == "cpu" else DeviceLoader(obj, self.device)
+            if self.device.type == "cpu":
+                return obj
+            if isinstance(obj, InMemoryLoader) and self.device.type == "cuda":
+                free, _total = torch.cuda.mem_get_info(self.device)
+                moved = in_memory_on_device(obj, self.device, free, self.device_data_share)
+                if moved is not None:
+                    return moved
+            return DeviceLoader(obj, self.device)
         raise TypeError(_not_preparable(obj))
 
     def __repr__(self) -> str:

@@ -144,7 +144,9 @@ class IndexBatchSampler(Sampler[torch.Tensor]):
         else:
             order = torch.arange(n)
         if self.device is not None and self.device.type != "cpu":
-            order = order.to(self.device, non_blocking=True)  # once per epoch
+            # Once per epoch; from pinned memory the copy does not wait for the device.
+            pinned = order.pin_memory() if self.device.type == "cuda" else order
+            order = pinned.to(self.device, non_blocking=True)
         batches = torch.split(order, self.batch_size)[: len(self)]
         if generator is None:
             yield from batches
