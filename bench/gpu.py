@@ -6,11 +6,15 @@
    validation batches) raises. Metrics are computed at phase end, which may sync, so the debug
    mode is switched on after the other callbacks' ``on_train_begin`` / ``on_valid_begin`` and
    off before their ``on_train_end`` / ``on_valid_end``.
+   The fit is given tensors, so it also checks that the in-memory data was moved to the device
+   once (``Accelerator(device_data_share=...)``) and that gathering batches there never syncs.
 2. ``timing``: the get-started CNN (``examples/digits.py``) on the digits data at batch 256,
    Adam, a validation pass each epoch: a hand-written loop over a ``DataLoader`` with
-   ``pin_memory`` and ``non_blocking`` copies, pyluz given that ``DataLoader``, and pyluz given
-   the tensors. Variants alternate in one process after a warm-up; the median time per step
-   over the rounds is reported with ratios to the hand-written loop.
+   ``pin_memory`` and ``non_blocking`` copies, pyluz given that ``DataLoader``, pyluz given
+   the tensors (gathered on the device), and pyluz given the tensors with
+   ``device_data_share=0`` (batches gathered on the host and copied, as before issue 18).
+   Variants alternate in one process after a warm-up; the median time per step over the
+   rounds is reported with ratios to the hand-written loop.
 
 Run:  python bench/gpu.py                 (both; exits 0 with a message when there is no GPU)
       python bench/gpu.py --rounds 7 --epochs 5
@@ -65,6 +69,19 @@ class SyncDebugOff(luz.Callback):
     on_valid_end = on_train_end
 
 
+class DataPlace(luz.Callback):
+    """Records where the training and validation tensors live once the fit has started."""
+
+    def __init__(self) -> None:
+        self.devices: dict[str, str] = {}
+
+    def on_fit_begin(self) -> None:
+        for role, loader in (("train", self.ctx.train_data), ("valid", self.ctx.valid_data)):
+            dataset = getattr(loader, "dataset", None)
+            tensors = getattr(dataset, "tensors", None)
+            self.devices[role] = str(tensors[0].device) if tensors else type(loader).__name__
+
+
 def check_no_sync(device: torch.device) -> None:
     """Fit one epoch under the sync debug mode; raises if any batch synchronises."""
     (x, y), (xt, yt) = load_data()
@@ -72,16 +89,19 @@ def check_no_sync(device: torch.device) -> None:
     module = luz.setup(
         DigitsCNN, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam, metrics=[luz.metrics.Accuracy()]
     )
+    place = DataPlace()
     fitted = module.fit(
         (x, y),
         epochs=1,
         valid_data=(xt, yt),
         verbose=False,
-        callbacks=[SyncDebugOn(), SyncDebugOff()],
+        callbacks=[SyncDebugOn(), SyncDebugOff(), place],
         accelerator=luz.Accelerator(cpu=device.type == "cpu"),
         dataloader_options={"batch_size": BATCH},
     )
     assert next(fitted.model.parameters()).device.type == device.type
+    print(f"in-memory data during the fit: {place.devices}")
+    assert all(where.startswith(device.type) for where in place.devices.values()), place.devices
     metrics = fitted.get_metrics()
     print(f"sync check on {device}: one epoch under set_sync_debug_mode('error') passed")
     print(metrics.to_string(index=False))
@@ -137,6 +157,7 @@ def time_variant(variant: str, device: torch.device, epochs: int) -> float:
         data: Any = train if variant == "pyluz, same DataLoader" else (x, y)
         valid_data: Any = valid if variant == "pyluz, same DataLoader" else (xt, yt)
         options = None if variant == "pyluz, same DataLoader" else {"batch_size": BATCH}
+        share = 0.0 if variant == "pyluz, tensors, host" else 0.25  # 0: copy each batch over
         luz.setup(DigitsCNN, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam).set_opt_hparams(
             lr=3e-3
         ).fit(
@@ -144,7 +165,7 @@ def time_variant(variant: str, device: torch.device, epochs: int) -> float:
             epochs=epochs,
             valid_data=valid_data,
             verbose=False,
-            accelerator=luz.Accelerator(cpu=device.type == "cpu"),
+            accelerator=luz.Accelerator(cpu=device.type == "cpu", device_data_share=share),
             dataloader_options=options,
         )
     _synchronize(device)
@@ -152,7 +173,7 @@ def time_variant(variant: str, device: torch.device, epochs: int) -> float:
 
 
 def timing(device: torch.device, rounds: int, epochs: int) -> None:
-    variants = ("hand-written loop", "pyluz, same DataLoader", "pyluz, tensors")
+    variants = ("hand-written loop", "pyluz, same DataLoader", "pyluz, tensors", "pyluz, tensors, host")
     for variant in variants:  # warm-up: CUDA context, cuDNN autotuning, allocator
         time_variant(variant, device, 1)
     times: dict[str, list[float]] = {v: [] for v in variants}

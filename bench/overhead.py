@@ -195,12 +195,22 @@ def main() -> None:
         help="instead: alternate the hand-written DataLoader loop and pyluz on it PAIRS times in "
         "one process (1 epoch each), which removes process-to-process variance",
     )
+    parser.add_argument(
+        "--pair",
+        default="dataloader,luz_dataloader",
+        help="with --same-process: the variants to alternate, the first being the baseline "
+        "(e.g. floor,luz_tensors)",
+    )
     args = parser.parse_args()
     batches = args.batch or sorted(CONFIGS)
 
     if args.same_process:
+        pair = tuple(args.pair.split(","))
+        unknown = [v for v in pair if v not in VARIANTS]
+        if unknown or len(pair) < 2:
+            parser.error(f"--pair takes two or more of {', '.join(VARIANTS)}; got {args.pair!r}")
         for batch in batches:
-            same_process(batch, args.same_process)
+            same_process(batch, args.same_process, pair)
         return
 
     if args.variant:  # a child process: one run, JSON on stdout
@@ -234,14 +244,16 @@ def main() -> None:
     print(f"\nimport torch: {times['torch']:.3f} s; import luz after torch: +{times['luz']:.3f} s")
 
 
-def same_process(batch: int, pairs: int) -> None:
-    """Alternate ``dataloader`` and ``luz_dataloader`` in this process and print medians."""
-    times: dict[str, list[float]] = {"dataloader": [], "luz_dataloader": []}
+def same_process(
+    batch: int, pairs: int, variants: tuple[str, ...] = ("dataloader", "luz_dataloader")
+) -> None:
+    """Alternate ``variants`` (the first is the baseline) in this process and print medians."""
+    times: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(pairs):
         for variant in times:
             times[variant].append(run_variant(variant, batch, 1)["sec_per_step"])
-    base = statistics.median(times["dataloader"])
-    print(f"\nbatch {batch}, one process, {pairs} alternating pairs (1 epoch each)")
+    base = statistics.median(times[variants[0]])
+    print(f"\nbatch {batch}, one process, {pairs} alternating rounds (1 epoch each)")
     for variant, values in times.items():
         m = statistics.median(values)
         print(f"{variant:<16}{m * 1e3:>9.3f} ms/step (median) {m / base:>6.3f}x  min {min(values) * 1e3:.3f}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import namedtuple
 from collections.abc import Iterator
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -145,3 +146,84 @@ def test_prepare_keeps_lists_dicts_none_and_custom_loaders(device: str) -> None:
     (x, y), *_ = list(prepared["data"][0])
     assert x.device.type == device and y.device.type == device
     assert acc.prepare(None) is None
+
+
+# -- in-memory data on the device (issue 18, SPEC §9) -------------------------------------------------
+
+
+class CountedMoves(torch.Tensor):
+    """A tensor that counts the copies made of it with ``.to`` (its batches inherit the class)."""
+
+    moves: ClassVar[list[str]] = []
+
+    @classmethod
+    def __torch_function__(
+        cls, func: object, types: object, args: tuple[object, ...] = (), kwargs: object = None
+    ) -> object:
+        if getattr(func, "__name__", "") == "to":
+            cls.moves.append("to")
+        return super().__torch_function__(func, types, args, kwargs or {})  # type: ignore[arg-type]
+
+
+def _counted_loader() -> luz.data.InMemoryLoader:
+    CountedMoves.moves = []
+    x = torch.randn(40, 3).as_subclass(CountedMoves)
+    y = torch.arange(40).as_subclass(CountedMoves)
+    loader = luz.as_dataloader((x, y), batch_size=8, shuffle=True)
+    assert isinstance(loader, luz.data.InMemoryLoader)
+    return loader
+
+
+def test_in_memory_data_is_moved_once_and_batches_are_gathered_there(device: str) -> None:
+    loader = _counted_loader()
+    target = torch.device(device)
+    moved = luz.accelerator.in_memory_on_device(loader, target, free_bytes=10**9, share=0.25)
+    assert isinstance(moved, luz.data.InMemoryLoader) and moved.sampler is loader.sampler
+    assert CountedMoves.moves == ["to", "to"]  # once per tensor
+    tensors = moved.dataset.tensors  # type: ignore[attr-defined]
+    assert all(t.device.type == target.type for t in tensors)
+    for kind, source in (("moved", moved), ("cpu", loader)):
+        torch.manual_seed(0)
+        batches = [b for _ in range(2) for b in source]
+        if kind == "moved":
+            got = batches
+        else:
+            want = batches
+    assert CountedMoves.moves == ["to", "to"]  # no copy per batch, nor per epoch
+    assert len(got) == len(want) == 10
+    for (gx, gy), (wx, wy) in zip(got, want, strict=True):  # the same order from the same seed
+        assert gx.device.type == target.type
+        assert torch.equal(gy.cpu(), wy) and torch.equal(gx.cpu(), wx)
+    if device == "cpu":  # nothing moved at all: batches are gathered from the same storage
+        assert [t.data_ptr() for t in tensors] == [t.data_ptr() for t in loader.dataset.tensors]  # type: ignore[attr-defined]
+
+
+def test_in_memory_data_stays_on_the_host_when_it_does_not_fit() -> None:
+    loader = _counted_loader()
+    size = loader.nbytes()
+    assert size == 40 * 3 * 4 + 40 * 8
+    cpu = torch.device("cpu")
+    assert luz.accelerator.in_memory_on_device(loader, cpu, free_bytes=4 * size - 1, share=0.25) is None
+    assert luz.accelerator.in_memory_on_device(loader, cpu, free_bytes=4 * size, share=0.25) is not None
+    assert luz.accelerator.in_memory_on_device(loader, cpu, free_bytes=10**12, share=0.0) is None
+    assert CountedMoves.moves == ["to", "to"]
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5, "half"])
+def test_device_data_share_is_checked(share: object) -> None:
+    error = TypeError if isinstance(share, str) else ValueError
+    with pytest.raises(error, match="device_data_share"):
+        luz.Accelerator(cpu=True, device_data_share=share)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cuda_fit_on_tensors_gathers_batches_on_the_device() -> None:
+    x, y = torch.randn(256, 10), torch.randint(0, 3, (256,))
+    acc = luz.Accelerator()
+    train = acc.prepare(luz.as_dataloader((x, y), batch_size=32, shuffle=True))
+    assert isinstance(train, luz.data.InMemoryLoader)
+    assert train.dataset.tensors[0].is_cuda  # type: ignore[attr-defined]
+    batches = list(train)
+    assert len(batches) == 8 and all(b[0].is_cuda and b[1].is_cuda for b in batches)
+    off = luz.Accelerator(device_data_share=0).prepare(luz.as_dataloader((x, y), batch_size=32))
+    assert isinstance(off, DeviceLoader)

@@ -56,3 +56,10 @@ def test_gpu_bench_without_cuda_says_so(
     monkeypatch.setattr(sys, "argv", ["gpu.py"])
     gpu.main()
     assert "No CUDA device" in capsys.readouterr().out
+
+
+def test_scaling_measurements_run() -> None:
+    scaling = _load("scaling")
+    assert scaling.seconds_per_step(256, [scaling.EpochOnly(), scaling.PerBatch()]) > 0
+    row = scaling.predict_peak(1)
+    assert row["output_mib"] == 1.0 and row["peak_growth_mib"] >= 0

@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel  # loaded by `import torch
 from luz._dist import fsdp, group
 from luz._tree import map_tensors
 from luz._validate import check_flag, check_optional_count, check_optional_flag, check_real
+from luz.data import InMemoryLoader
 
 STRATEGIES = ("ddp", "fsdp")
 """How a distributed fit spreads the model: replicated (``"ddp"``) or sharded (``"fsdp"``)."""
@@ -65,6 +66,18 @@ class DeviceLoader:
         return f"DeviceLoader({self.loader!r}, device={self.device})"
 
 
+def in_memory_on_device(
+    loader: InMemoryLoader, device: torch.device, free_bytes: int, share: float
+) -> InMemoryLoader | None:
+    """``loader`` with its tensors moved to ``device`` once (`InMemoryLoader.on_device`), when
+    they take at most ``share`` of the ``free_bytes`` there; else ``None`` (batches are then
+    moved one by one). The order and the random draws stay those of the CPU loader: the
+    permutation is drawn on the CPU and moved once per epoch."""
+    if share <= 0 or loader.nbytes() > share * free_bytes:
+        return None
+    return loader.on_device(device)
+
+
 def unwrap_loader(loader: Any) -> Any:
     """The user's loader behind a `DeviceLoader` (or the loader itself)."""
     return loader.loader if isinstance(loader, DeviceLoader) else loader
@@ -92,6 +105,10 @@ class Accelerator:
         fsdp_modules: with ``strategy="fsdp"``, the module classes to shard as units (e.g.
             ``(Block,)``); ``None``: each direct child of the model that holds parameters.
             The root is always sharded last.
+        device_data_share: on CUDA, in-memory tensor data (the `luz.data.InMemoryLoader` luz
+            builds for tensors and arrays) whose size is at most this share of the device's
+            free memory is moved there once, and batches are gathered on the device: no
+            per-batch host-to-device copy. ``0`` turns it off (batches are copied as loaded).
 
     The device is CUDA if available, else MPS (Apple silicon), else CPU; a distributed process
     uses ``cuda:LOCAL_RANK`` (NCCL) or the CPU (Gloo). Distributed mode initialises the process
@@ -121,6 +138,7 @@ class Accelerator:
         ddp_options: dict[str, Any] | None = None,
         strategy: str | None = None,
         fsdp_modules: Iterable[type[nn.Module]] | None = None,
+        device_data_share: float = 0.25,
     ) -> None:
         self.device_placement = check_flag(device_placement, "device_placement")
         self.cpu = check_flag(cpu, "cpu")
@@ -135,6 +153,13 @@ class Accelerator:
         self.strategy = _check_strategy(strategy)
         self.fsdp_modules = _check_fsdp_modules(fsdp_modules, self.strategy)
         self._mesh: Any = None
+        self.device_data_share = check_real(
+            device_data_share,
+            "device_data_share",
+            minimum=0,
+            maximum=1,
+            hint="It is the share of free device memory in-memory data may take (0 turns it off).",
+        )
         self.device = self._choose_device()
         if self.distributed:
             if self.device.type == "cuda":
@@ -229,7 +254,14 @@ class Accelerator:
             raise TypeError(_not_preparable(obj))
         if isinstance(obj, Iterable):
             # On the CPU, batches are already in place: skip the per-batch wrapper entirely.
-            return obj if self.device.type == "cpu" else DeviceLoader(obj, self.device)
+            if self.device.type == "cpu":
+                return obj
+            if isinstance(obj, InMemoryLoader) and self.device.type == "cuda":
+                free, _total = torch.cuda.mem_get_info(self.device)
+                moved = in_memory_on_device(obj, self.device, free, self.device_data_share)
+                if moved is not None:
+                    return moved
+            return DeviceLoader(obj, self.device)
         raise TypeError(_not_preparable(obj))
 
     def __repr__(self) -> str:

@@ -147,6 +147,9 @@ class Context:
         # ``ctx.fire(name)``: the runner's own bound method, so the default step fires its
         # breakpoints with no extra call; `call_callbacks` is the checked public form.
         self.fire: Callable[[str], None] = runner.fire if runner is not None else _fire_nothing
+        # ``callers[name]``: ``fire(name)`` for each built-in breakpoint some callback
+        # implements, so the default step skips the others without a call.
+        self.callers: dict[str, Callable[[], None]] = runner.callers if runner is not None else {}
         for cb in self._callbacks:
             cb.ctx = self
 
@@ -387,6 +390,7 @@ class Context:
                 cb.ctx = None
         self._runner = None
         self.fire = _fire_nothing
+        self.callers = {}
         self._optimizers = {}
         self._opt = None
         self._drop_transient()

@@ -15,7 +15,15 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    Subset,
+)
 
 from luz._validate import check_real
 
@@ -64,15 +72,213 @@ class TensorBatchDataset(Dataset[Any]):
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         return self._build([t[index] for t in self.tensors])
 
-    def __getitems__(self, indices: Sequence[int]) -> tuple[Any, ...]:
-        idx = torch.as_tensor(indices, dtype=torch.int64)
-        return self._build([t[idx] for t in self.tensors])
+    def __getitems__(self, indices: Sequence[int] | torch.Tensor) -> tuple[Any, ...]:
+        return self.gather(torch.as_tensor(indices, dtype=torch.int64))
+
+    def gather(self, index: torch.Tensor) -> tuple[Any, ...]:
+        """The batch at ``index`` (an int64 tensor on the tensors' device): one
+        ``index_select`` per tensor, nested like the dataset."""
+        if self._flat:
+            return tuple([torch.index_select(t, 0, index) for t in self.tensors])
+        return self._build([torch.index_select(t, 0, index) for t in self.tensors])
+
+    def to(self, device: torch.device) -> TensorBatchDataset:
+        """A dataset with the same nesting over the tensors moved to ``device``."""
+        moved = TensorBatchDataset(*self._build([t.to(device) for t in self.tensors]))
+        moved._from_memory = self._from_memory
+        return moved
 
     def subset(self, indices: torch.Tensor) -> TensorBatchDataset:
         """A new dataset with the rows at ``indices`` (copied), nested alike."""
         subset = TensorBatchDataset(*self._build([t[indices] for t in self.tensors]))
         subset._from_memory = self._from_memory
         return subset
+
+
+class IndexBatchSampler(Sampler[torch.Tensor]):
+    """Batches of sample indices as int64 tensors, in the order of a `RandomSampler` or a
+    `SequentialSampler`: each epoch draws the same permutation as torch's own
+    ``BatchSampler(RandomSampler(...))`` from the same random state (the same global-RNG seed
+    draw, or the sampler's generator, advanced alike), so shuffled batches are bitwise equal;
+    it is one ``randperm`` split into views instead of a Python int per sample.
+
+    Args:
+        sampler: a `RandomSampler` without replacement over the whole dataset, or a
+            `SequentialSampler`.
+        batch_size: samples per batch.
+        drop_last: drop the last, incomplete batch.
+        device: where the index tensors go (the permutation is drawn on the CPU and moved
+            once per epoch, so CUDA data is gathered there without a per-batch copy).
+    """
+
+    def __init__(
+        self,
+        sampler: RandomSampler | SequentialSampler,
+        batch_size: int,
+        drop_last: bool,
+        device: torch.device | None = None,
+    ) -> None:
+        if not _plain_sampler(sampler):
+            raise ValueError(
+                "IndexBatchSampler takes a RandomSampler without replacement over the whole "
+                f"dataset or a SequentialSampler; got {type(sampler).__name__}."
+            )
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.device = device
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        sampler = self.sampler
+        n = len(sampler)
+        generator = None
+        if isinstance(sampler, RandomSampler):
+            generator = sampler.generator
+            if generator is None:  # exactly RandomSampler.__iter__'s draw from the global RNG
+                seed = int(torch.empty((), dtype=torch.int64).random_().item())
+                own = torch.Generator()
+                own.manual_seed(seed)
+                order = torch.randperm(n, generator=own)
+            else:
+                order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        if self.device is not None and self.device.type != "cpu":
+            # Once per epoch; from pinned memory the copy does not wait for the device.
+            pinned = order.pin_memory() if self.device.type == "cuda" else order
+            order = pinned.to(self.device, non_blocking=True)
+        batches = torch.split(order, self.batch_size)[: len(self)]
+        if generator is None:
+            yield from batches
+            return
+        # An exhausted RandomSampler draws one more permutation (and keeps none of it), so the
+        # user's generator advances alike, when torch's BatchSampler exhausts it: before the
+        # last batch when that one is short and kept, else after the last batch.
+        short_last = not self.drop_last and n % self.batch_size != 0
+        yield from batches[:-1] if short_last else batches
+        torch.randperm(n, generator=generator)
+        if short_last:
+            yield batches[-1]
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+def _plain_sampler(sampler: object) -> bool:
+    if type(sampler) is SequentialSampler:
+        return True
+    return (
+        type(sampler) is RandomSampler
+        and not sampler.replacement
+        and sampler.num_samples == len(sampler.data_source)
+    )
+
+
+_PLAIN_OPTIONS = frozenset({"batch_size", "shuffle", "drop_last", "generator"})
+
+
+def _plain_batching(options: Mapping[str, Any]) -> bool:
+    """Options an `InMemoryLoader` implements itself: batch size (an int), shuffle, drop_last
+    and a generator. Workers, samplers, a collate function, pinning and the rest keep torch's
+    `DataLoader`."""
+    batch_size = options.get("batch_size")
+    return (
+        options.keys() <= _PLAIN_OPTIONS
+        and isinstance(batch_size, int)
+        and not isinstance(batch_size, bool)
+        and batch_size > 0
+    )
+
+
+class InMemoryLoader(DataLoader[Any]):
+    """The loader luz builds for in-memory tensors: a `DataLoader` over a `TensorBatchDataset`
+    whose batches are gathered with one ``index_select`` per tensor.
+
+    It is a real `DataLoader` (``dataset``, ``sampler``, ``batch_sampler``, ``batch_size``,
+    ``len`` are torch's), and yields the same batches in the same order as
+    ``DataLoader(dataset, batch_size, shuffle, drop_last, generator, collate_fn=collate_batch)``
+    from the same random state, drawing the same random numbers: its batch indices come from an
+    `IndexBatchSampler`, and iterating skips the per-batch machinery of torch's iterator
+    (with workers set later, or pinned memory, it falls back to it). Built by
+    `as_dataloader` and inside ``fit``/``predict``/``evaluate`` for tensors and arrays when
+    ``dataloader_options`` hold only ``batch_size``, ``shuffle``, ``drop_last`` and
+    ``generator``.
+
+    Its tensors may live on another device than the CPU (`on_device`): the permutation is
+    then drawn on the CPU as here and moved once per epoch, and batches are gathered on the
+    device.
+    """
+
+    def __init__(
+        self,
+        dataset: TensorBatchDataset,
+        batch_size: int = 32,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(
+            dataset,
+            batch_size=batch_size,
+            shuffle=bool(shuffle),
+            drop_last=drop_last,
+            generator=generator,
+            collate_fn=collate_batch,
+        )
+        self.index_batches = IndexBatchSampler(
+            self.sampler,  # type: ignore[arg-type]  # DataLoader built a Random/SequentialSampler
+            batch_size,
+            drop_last,
+            device=_device_of(dataset),
+        )
+        """The index tensors of each batch (what torch's own iterator fetches with, too)."""
+
+    @property
+    def _index_sampler(self) -> Any:  # what torch's iterator and len() read
+        return self.index_batches
+
+    def __iter__(self) -> Any:
+        if self.num_workers > 0 or self.pin_memory:  # set after construction: torch's iterator
+            return super().__iter__()
+        return self._batches()
+
+    def _batches(self) -> Iterator[tuple[Any, ...]]:
+        # The random draw of torch's iterator (its workers' base seed), made here too so the
+        # global random stream advances exactly as with a DataLoader.
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        dataset: TensorBatchDataset = self.dataset  # type: ignore[assignment]
+        for index in self.index_batches:
+            yield dataset.gather(index)
+
+    def on_device(self, device: torch.device) -> InMemoryLoader:
+        """The same loader (same sampler, hence the same order and random draws) over a copy of
+        the tensors on ``device``; gathering happens there, with no per-batch copy."""
+        dataset: TensorBatchDataset = self.dataset  # type: ignore[assignment]
+        moved = dataset.to(device)
+        loader = InMemoryLoader.__new__(InMemoryLoader)
+        DataLoader.__init__(
+            loader,
+            moved,
+            batch_size=self.batch_size,
+            sampler=self.sampler,
+            drop_last=self.drop_last,
+            generator=self.generator,
+            collate_fn=collate_batch,
+        )
+        loader.index_batches = IndexBatchSampler(
+            self.index_batches.sampler, self.index_batches.batch_size, self.drop_last, device=device
+        )
+        return loader
+
+    def nbytes(self) -> int:
+        """Bytes of the tensors behind the loader."""
+        dataset: TensorBatchDataset = self.dataset  # type: ignore[assignment]
+        return sum(t.numel() * t.element_size() for t in dataset.tensors)
+
+
+def _device_of(dataset: TensorBatchDataset) -> torch.device:
+    return dataset.tensors[0].device
 
 
 def _flatten(x: Any, leaves: list[torch.Tensor]) -> Structure:
@@ -191,9 +397,12 @@ def _as_map_style(x: Any) -> Any:
 
 
 def _loader(x: Any, options: dict[str, Any]) -> DataLoader[Any]:
-    """A `DataLoader` over a dataset (or map-style object) with luz's defaults."""
+    """A `DataLoader` over a dataset (or map-style object) with luz's defaults; an
+    `InMemoryLoader` for in-memory tensors with plain batching options."""
     if "batch_sampler" not in options:  # a batch sampler decides the batch size itself
         options.setdefault("batch_size", 32)
+    if isinstance(x, TensorBatchDataset) and _plain_batching(options):
+        return InMemoryLoader(x, **options)
     if isinstance(x, IterableDataset):
         options.pop("shuffle", None)  # an iterable dataset decides its own order
     elif isinstance(x, TensorBatchDataset) or _is_tensor_subset(x):

@@ -84,9 +84,9 @@ def _epoch(ctx: Context, step: Step, runner: CallbackRunner) -> None:
             stream = ctx.train_stream
             ctx.data = ctx.train_data if stream is None else stream.epoch()
             fire("on_epoch_begin")
-            _train(ctx, step, fire)
+            _train(ctx, step, runner)
             if ctx.valid_data is not None:
-                _valid(ctx, step, fire)
+                _valid(ctx, step, runner)
         except _LEAVE_EPOCH:
             records.rollback(mark)
             raise
@@ -102,16 +102,21 @@ def _epoch(ctx: Context, step: Step, runner: CallbackRunner) -> None:
         pass
 
 
-def _train(ctx: Context, step: Step, fire: Callable[[str], None]) -> None:
+def _train(ctx: Context, step: Step, runner: CallbackRunner) -> None:
+    fire = runner.fire
     fire("on_train_begin")
+    # Looked up once per phase: a breakpoint no callback implements costs nothing per batch.
+    batch_begin, batch_end = runner.caller("on_train_batch_begin"), runner.caller("on_train_batch_end")
     iteration = 0
     for batch in ctx.data:  # type: ignore[union-attr]
         iteration += 1
         ctx.batch = batch
         ctx._iter = iteration  # the loop's own counter: skip the validating setter
-        fire("on_train_batch_begin")
+        if batch_begin is not None:
+            batch_begin()
         step()
-        fire("on_train_batch_end")
+        if batch_end is not None:
+            batch_end()
         # Let the batch's autograd graph go now, not when the next batch overwrites them; the
         # prediction stays, detached (SPEC §2: a callback at on_train_end reads the last one).
         ctx.loss_grad = None
@@ -128,13 +133,15 @@ def _train(ctx: Context, step: Step, fire: Callable[[str], None]) -> None:
 
 
 def _valid(
-    ctx: Context, step: Step, fire: Callable[[str], None], *, ends_pass: tuple[type[BaseException], ...] = ()
+    ctx: Context, step: Step, runner: CallbackRunner, *, ends_pass: tuple[type[BaseException], ...] = ()
 ) -> None:
     # ``ends_pass``: the signals that end the pass early but still fire on_valid_end (evaluate
     # gives StopTraining; in fit it ends the whole fit instead).
+    fire = runner.fire
     ctx.data = ctx.valid_data
     with torch.no_grad():
         fire("on_valid_begin")  # ctx.iter still holds the last training iteration here
+        batch_begin, batch_end = runner.caller("on_valid_batch_begin"), runner.caller("on_valid_batch_end")
         iteration = 0
         ctx.iter = 0
         try:
@@ -142,9 +149,11 @@ def _valid(
                 iteration += 1
                 ctx.batch = batch
                 ctx._iter = iteration
-                fire("on_valid_batch_begin")
+                if batch_begin is not None:
+                    batch_begin()
                 step()
-                fire("on_valid_batch_end")
+                if batch_end is not None:
+                    batch_end()
         except ends_pass:
             pass
         fire("on_valid_end")
@@ -156,7 +165,7 @@ def evaluate_loop(ctx: Context, step: Step, runner: CallbackRunner) -> None:
     raised by ``on_valid_begin`` or ``on_valid_end`` it ends the evaluation there."""
     ctx.epoch = 1
     with contextlib.suppress(StopTraining):
-        _valid(ctx, step, runner.fire, ends_pass=(StopTraining,))
+        _valid(ctx, step, runner, ends_pass=(StopTraining,))
 
 
 def predict_loop(
@@ -170,11 +179,15 @@ def predict_loop(
     with torch.no_grad():
         try:  # a StopTraining ends prediction early: the batches predicted so far are returned
             fire("on_predict_begin")
+            batch_begin = runner.caller("on_predict_batch_begin")
+            batch_end = runner.caller("on_predict_batch_end")
             for batch in ctx.data:  # type: ignore[union-attr]
                 ctx.batch = batch
-                fire("on_predict_batch_begin")
+                if batch_begin is not None:
+                    batch_begin()
                 ctx.pred.append(predict_batch(ctx, predict_kwargs))
-                fire("on_predict_batch_end")
+                if batch_end is not None:
+                    batch_end()
         except StopTraining:
             pass
         _wrap_up(runner, "on_predict_end")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from luz.batch import call_model, describe, has_forward, is_keyed
+from luz.batch import batch_input, batch_target, call_model, describe, has_forward, is_keyed
 from luz.context import _default_step_opt  # the step a closure optimizer may replace
 from luz.errors import with_origin
 from luz.events import SkipEpoch, StopTraining
@@ -58,30 +58,41 @@ def train_step(ctx: Context) -> None:
     ``ctx.accumulating`` (`GradientAccumulation`), a batch ends after backward: no
     ``before_step``, step, ``zero_grad`` or ``after_step``.
     """
-    fire = ctx.fire
+    # The breakpoints some callback implements, looked up once per batch: the others are
+    # skipped without a call (``ctx.callers`` holds only implemented ones).
+    hooks = ctx.callers
+    after_pred = hooks.get("on_train_batch_after_pred")
+    after_loss = hooks.get("on_train_batch_after_loss")
+    before_backward = hooks.get("on_train_batch_before_backward")
+    before_step = hooks.get("on_train_batch_before_step")
+    after_step = hooks.get("on_train_batch_after_step")
     model = ctx.forward_model  # the DDP wrapper in a distributed fit: it averages gradients
     for name, opt in ctx.optimizers.items():
         try:  # free when nothing is raised (Python 3.11 zero-cost try): no per-step work
-            ctx.pred = call_model(model, ctx.input)
+            ctx.pred = call_model(model, batch_input(ctx.batch))
         except (StopTraining, SkipEpoch):
             raise
         except Exception as error:
             raise _forward_error(error, ctx) from error
-        fire("on_train_batch_after_pred")
+        if after_pred is not None:
+            after_pred()
         ctx.opt = opt
         ctx.opt_name = name
         loss = compute_loss(ctx)
         ctx.loss_grad = loss
         ctx.loss[name] = loss.detach()
-        fire("on_train_batch_after_loss")
-        fire("on_train_batch_before_backward")
+        if after_loss is not None:
+            after_loss()
+        if before_backward is not None:
+            before_backward()
         if ctx.backward is None:
             ctx.loss_grad.backward()  # type: ignore[no-untyped-call]
         else:
             ctx.backward(ctx.loss_grad)
         if ctx.accumulating:  # GradientAccumulation: the gradients add up until a stepping batch
             continue
-        fire("on_train_batch_before_step")
+        if before_step is not None:
+            before_step()
         if needs_closure(opt):
             if ctx.step_opt is not _default_step_opt:
                 raise _closure_step_error(opt)
@@ -89,7 +100,8 @@ def train_step(ctx: Context) -> None:
         else:
             ctx.step_opt(opt)
         opt.zero_grad()
-        fire("on_train_batch_after_step")
+        if after_step is not None:
+            after_step()
 
 
 def needs_closure(opt: torch.optim.Optimizer) -> bool:
@@ -148,19 +160,22 @@ def _closure(
 
 def valid_step(ctx: Context) -> None:
     """Forward and loss for each optimizer name (the caller holds ``torch.no_grad()``)."""
-    fire = ctx.fire
+    after_pred = ctx.callers.get("on_valid_batch_after_pred")
+    after_loss = ctx.callers.get("on_valid_batch_after_loss")
     model = ctx.model
     for name in ctx.optimizers:
         ctx.opt_name = name
         try:
-            ctx.pred = call_model(model, ctx.input)
+            ctx.pred = call_model(model, batch_input(ctx.batch))
         except (StopTraining, SkipEpoch):
             raise
         except Exception as error:
             raise _forward_error(error, ctx) from error
-        fire("on_valid_batch_after_pred")
+        if after_pred is not None:
+            after_pred()
         ctx.loss[name] = compute_loss(ctx, training=False)
-        fire("on_valid_batch_after_loss")
+        if after_loss is not None:
+            after_loss()
 
 
 def compute_loss(ctx: Context, *, training: bool = True) -> torch.Tensor:
@@ -183,7 +198,7 @@ def compute_loss(ctx: Context, *, training: bool = True) -> torch.Tensor:
             "No loss function: pass `loss=` to luz.setup(), define a `loss(pred, target)` method "
             "on the module, or define a custom `step()`."
         )
-    pred, target = ctx.pred, ctx.target
+    pred, target = ctx.pred, batch_target(ctx.batch)  # what ctx.target reads, one call less
     loss_fn = ctx.loss_fn
     if isinstance(loss_fn, OutputLoss):  # the model computed it: its own error says what is missing
         try:

@@ -147,3 +147,50 @@ def test_custom_breakpoints_are_looked_up_once() -> None:
         r.fire("on_nobody_listens")
     assert asked[len(luz.BREAKPOINTS) :] == ["on_my_event", "on_nobody_listens"]
     assert r.has("on_my_event") and not r.has("on_nobody_listens") and not r.has("on_epoch_end")
+
+
+def test_caller_is_none_for_breakpoints_no_callback_implements() -> None:
+    calls: list[str] = []
+    spy = luz.callback(on_train_batch_end=lambda ctx: calls.append("end"), on_custom=lambda ctx: None)
+    built = runner(spy)
+    assert built.caller("on_train_batch_begin") is None
+    assert built.caller("on_custom_missing") is None
+    end = built.caller("on_train_batch_end")
+    assert end is not None and built.callers["on_train_batch_end"] is end
+    end()
+    assert calls == ["end"]
+    assert built.caller("on_custom") is not None  # a custom breakpoint some callback implements
+
+
+def test_a_fit_calls_the_runner_only_for_implemented_batch_breakpoints() -> None:
+    # Counted with a profiler hook on a real fit: during training, fire runs for the batch
+    # breakpoints some callback implements (on_train_batch_end for the default callbacks,
+    # on_train_batch_begin for the spy), never for the five in the step nobody implements.
+    import sys
+
+    from torch import nn
+
+    fire_code = CallbackRunner.fire.__code__
+    fired: dict[str, int] = {}
+    state = {"on": False}
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if state["on"] and event == "call" and frame.f_code is fire_code:
+            name = frame.f_locals["name"]
+            fired[name] = fired.get(name, 0) + 1
+
+    def switch(on: bool) -> Callable[[luz.Context], None]:
+        return lambda ctx: state.update(on=on)
+
+    spy = luz.callback(
+        on_train_begin=switch(True), on_train_batch_begin=lambda ctx: None, on_train_end=switch(False)
+    )
+    x, y = torch.randn(64, 3), torch.randn(64, 1)
+    module = luz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
+    module = module.set_hparams(in_features=3, out_features=1).set_opt_hparams(lr=0.1)
+    sys.setprofile(profile)
+    try:
+        module.fit((x, y), epochs=1, verbose=False, callbacks=[spy], dataloader_options={"batch_size": 8})
+    finally:
+        sys.setprofile(None)
+    assert fired == {"on_train_batch_begin": 8, "on_train_batch_end": 8, "on_train_end": 1}

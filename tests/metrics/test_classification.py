@@ -176,3 +176,21 @@ def test_accuracy_takes_no_arguments() -> None:
         Accuracy(3)  # type: ignore[call-arg]
     with pytest.raises(TypeError, match=r"got Accuracy\(num_classes=3\)"):
         Accuracy(num_classes=3)  # type: ignore[call-arg]
+
+
+def test_accuracy_checks_shapes_again_when_they_change() -> None:
+    # The checks run once per new (pred shape, target shape, device): a later batch with
+    # another layout is read its own way, and a bad one still raises.
+    gen = torch.Generator().manual_seed(0)
+    pred = torch.randn(70, 4, generator=gen)
+    labels = torch.randint(0, 4, (70,), generator=gen)
+    m = Accuracy()
+    m.update(pred[:32], labels[:32])  # (N,) targets
+    m.update(pred[32:64], labels[32:64])  # same shapes: no checks
+    m.update(pred[64:68], labels[64:68].view(-1, 1))  # (N, 1): squeezed
+    m.update(pred[68:], torch.nn.functional.one_hot(labels[68:], 4))  # one-hot: arg-max
+    assert m.compute() == pytest.approx(accuracy_score(labels.numpy(), pred.argmax(1).numpy()))
+    with pytest.raises(ValueError, match=re.escape("got pred (2, 4) and target (3,)")):
+        m.update(pred[:2], labels[:3])
+    m.update(pred[:32], labels[:32])  # back to the first shapes: checked again, accepted
+    assert m.total == 102

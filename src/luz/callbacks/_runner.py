@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -12,6 +13,7 @@ from luz.errors import CallbackError, with_origin
 from luz.events import BREAKPOINTS, SkipEpoch, StopTraining
 
 _PASS_THROUGH = (StopTraining, SkipEpoch, CallbackError)
+_set_grad_enabled = torch._C._set_grad_enabled  # what torch.set_grad_enabled calls, without its object
 
 
 class StopPolicy(Protocol):
@@ -42,6 +44,11 @@ class CallbackRunner:
         self.table: dict[str, list[tuple[Callback, Callable[[], Any]]]] = {}
         for name in BREAKPOINTS:
             self.table[name] = self._hooks_for(name)
+        self.callers: dict[str, Callable[[], None]] = {
+            name: functools.partial(self.fire, name) for name, hooks in self.table.items() if hooks
+        }
+        """``fire(name)`` ready to call, for each built-in breakpoint some callback implements: the
+        loops look a breakpoint up once per phase and skip it when absent (see `caller`)."""
 
     def after_epoch_end(self, action: Callable[[], None]) -> None:
         """Run ``action()`` when each epoch commits, after every callback's ``on_epoch_end``."""
@@ -66,9 +73,19 @@ class CallbackRunner:
                 found.append((cb, fn))
         return found
 
+    def caller(self, name: str) -> Callable[[], None] | None:
+        """``fire(name)`` as a function of no argument, or ``None`` when no callback implements
+        ``name``: a loop asks once, before its batches, and skips the breakpoint at no cost."""
+        if name in self.callers:
+            return self.callers[name]
+        return functools.partial(self.fire, name) if self.has(name) else None
+
     def has(self, name: str) -> bool:
         """Whether any callback implements ``name``."""
-        return bool(self.table.get(name))
+        hooks = self.table.get(name)
+        if hooks is None:  # a custom breakpoint: look it up once and cache it
+            hooks = self.table[name] = self._hooks_for(name)
+        return bool(hooks)
 
     def fire(self, name: str) -> None:
         """Run every hook for ``name`` in order under ``torch.no_grad()``.
@@ -85,10 +102,11 @@ class CallbackRunner:
         try:
             # No grad without the torch.no_grad() object: this runs every batch, and no_grad's
             # __enter__/__exit__ cost about 1.3 µs a fire against about 0.1 µs of typical hooks.
-            # set_grad_enabled(False) switches at once; its __exit__ restores the mode it found,
-            # so each fire has its own guard and nested fires (a hook firing a custom
-            # breakpoint) restore correctly: about 0.5 µs with grad on, 0.15 µs with it off.
-            guard = torch.set_grad_enabled(False) if torch.is_grad_enabled() else None
+            # The C switch costs about 0.1 µs; each fire restores the mode it found, so nested
+            # fires (a hook firing a custom breakpoint) restore correctly.
+            grad_was_on = torch.is_grad_enabled()
+            if grad_was_on:
+                _set_grad_enabled(False)
             try:
                 for cb, fn in hooks:
                     try:
@@ -103,10 +121,10 @@ class CallbackRunner:
                         message = f"Error in callback {type(cb).__name__} at breakpoint '{name}'"
                         raise with_origin(error, message, CallbackError) from error
             finally:
-                if guard is not None:
-                    guard.__exit__(None, None, None)
+                if grad_was_on:
+                    _set_grad_enabled(True)
                 elif torch.is_grad_enabled():  # a hook switched grad on and left it on
-                    torch.set_grad_enabled(False)
+                    _set_grad_enabled(False)
         except StopTraining as stop:
             if self.stop_policy is None:
                 raise

@@ -17,7 +17,7 @@ from luz.outputs import prediction
 from luz.records import to_metric_value
 
 if TYPE_CHECKING:
-    pass
+    from luz.context import Context
 
 
 class TrainValid(Callback):
@@ -57,10 +57,10 @@ class Metrics(Callback):
         self._start("valid")
 
     def on_train_batch_end(self) -> None:
-        self._update("train")
+        self._update(self.ctx, "train")
 
     def on_valid_batch_end(self) -> None:
-        self._update("valid")
+        self._update(self.ctx, "valid")
 
     def on_train_end(self) -> None:
         self._finish("train")
@@ -76,8 +76,7 @@ class Metrics(Callback):
         ctx.metrics[phase] = ctx.metric_set.instantiate(phase, ctx)
         ctx.metric_names[phase] = ctx.metric_set.names(phase)
 
-    def _update(self, phase: str) -> None:
-        ctx = self.context
+    def _update(self, ctx: Context, phase: str) -> None:
         pred, target = prediction(ctx.pred), ctx.target  # the logits of a model output that has them
         for metric in ctx.metrics[phase]:
             try:

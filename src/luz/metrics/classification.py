@@ -57,17 +57,39 @@ class Accuracy(_Counts):
         why = "the number of classes is read from pred's shape (N, C, ...)."
         refuse_arguments(type(self).__name__, args, kwargs, why)
         super().__init__()
+        # The shapes (and device) last checked and how the target is read for them: the checks
+        # run again only when they change (every batch but a short last one has the same).
+        self._checked: tuple[Any, ...] = ()
+        self._reading = _AS_IS
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        name = type(self).__name__
-        check_tensors(name, pred, target)
-        if pred.ndim >= 2 and target.shape == pred.shape:  # one-hot or probabilities
+        check_tensors(type(self).__name__, pred, target)
+        seen = (pred.shape, target.shape, pred.device)
+        if seen != self._checked:
+            self._reading = self._read_target(pred, target)
+            self.correct = follow(self.correct, pred)
+            self._checked = seen
+        if self._reading is _ARG_MAX:  # one-hot or probabilities
             target = target.argmax(dim=1)
-        elif pred.ndim == 2 and target.shape == (pred.shape[0], 1):
+        elif self._reading is _SQUEEZE:
             target = target.squeeze(1)
-        if pred.ndim < 2 or pred.shape[:1] + pred.shape[2:] != target.shape:
-            raise shape_error(name, pred, target, "pred of shape (N, C, ...) and target of shape (N, ...)")
-        self._add(pred.argmax(dim=1) == target)
+        hits = pred.argmax(dim=1) == target
+        self.correct += hits.sum()
+        self.total += hits.numel()
+
+    def _read_target(self, pred: torch.Tensor, target: torch.Tensor) -> str:
+        reading, shape = _AS_IS, tuple(target.shape)
+        if pred.ndim >= 2 and target.shape == pred.shape:
+            reading, shape = _ARG_MAX, pred.shape[:1] + pred.shape[2:]
+        elif pred.ndim == 2 and target.shape == (pred.shape[0], 1):
+            reading, shape = _SQUEEZE, tuple(target.shape[:1])
+        if pred.ndim < 2 or tuple(pred.shape[:1] + pred.shape[2:]) != shape:
+            expected = "pred of shape (N, C, ...) and target of shape (N, ...)"
+            raise shape_error(type(self).__name__, pred, target, expected)
+        return reading
+
+
+_AS_IS, _ARG_MAX, _SQUEEZE = "as is", "arg-max", "squeeze"
 
 
 class BinaryAccuracy(_Counts):
