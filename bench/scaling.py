@@ -11,7 +11,9 @@ prediction memory against the output size (issue 18, item 4).
    process: it grows linearly, at about twice the output (the per-batch outputs and their
    concatenation exist together once).
 
-Times are process CPU seconds, variants alternating in one process, medians over rounds.
+Times are process CPU seconds, variants alternating in one process, medians over rounds; on a
+shared machine they move by several percent, so each row also gives the Python and C function
+calls per step (counted with ``sys.setprofile``), which load cannot change.
 
 Run:  OMP_NUM_THREADS=1 python bench/scaling.py              (all three)
       python bench/scaling.py --only callbacks --rounds 3
@@ -75,26 +77,70 @@ def seconds_per_step(n: int, callbacks: list[luz.Callback], epochs: int = 1) -> 
     return (time.process_time() - start) / (epochs * (n // BATCH))
 
 
-def scaling_callbacks(rounds: int, counts: tuple[int, ...] = (0, 10, 100)) -> dict[str, float]:
-    """Median µs per step for each (kind, count) of extra callbacks."""
-    cases = [("epoch hooks", k) for k in counts] + [("per-batch hook", k) for k in counts if k]
-    times: dict[str, list[float]] = {f"{kind} x{k}": [] for kind, k in cases}
+class _Window(luz.Callback):
+    """Counts calls only during the training batches (first at ``on_train_begin``, last at
+    ``on_train_end``), so per-fit set-up does not blur the per-step count."""
+
+    weight = float("inf")  # after every other on_train_begin
+
+    def __init__(self) -> None:
+        self.on = False
+
+    def on_train_begin(self) -> None:
+        self.on = True
+
+    def on_train_end(self) -> None:
+        self.on = False
+
+
+def calls_per_step(n: int, callbacks: list[luz.Callback]) -> float:
+    """Python and C function calls per training step (``n`` samples, one epoch), counted with
+    a profile hook during the training batches: a count that machine load cannot change."""
+    x, y = _data(n)
+    torch.manual_seed(0)
+    module = _module()
+    window = _Window()
+    calls = [0]
+
+    def count(frame: object, event: str, arg: object) -> None:
+        if window.on and event in ("call", "c_call"):
+            calls[0] += 1
+
+    module.fit((x[:64], y[:64]), epochs=1, verbose=False)  # lazy initialisations, not counted
+    sys.setprofile(count)
+    try:
+        module.fit((x, y), epochs=1, verbose=False, callbacks=[*callbacks, window])
+    finally:
+        sys.setprofile(None)
+    return calls[0] / (n // BATCH)
+
+
+def _cases(counts: tuple[int, ...]) -> list[tuple[str, type[luz.Callback], int]]:
+    return [("epoch hooks", EpochOnly, k) for k in counts] + [
+        ("per-batch hook", PerBatch, k) for k in counts if k
+    ]
+
+
+def scaling_callbacks(rounds: int, counts: tuple[int, ...] = (0, 10, 100)) -> dict[str, tuple[float, float]]:
+    """For each (kind, count) of extra callbacks: median µs per step and calls per step."""
+    cases = _cases(counts)
+    times: dict[str, list[float]] = {f"{kind} x{k}": [] for kind, _, k in cases}
     seconds_per_step(2048, [])  # warm-up
     for _ in range(rounds):
-        for kind, k in cases:
-            make = EpochOnly if kind == "epoch hooks" else PerBatch
+        for kind, make, k in cases:
             times[f"{kind} x{k}"].append(seconds_per_step(4096, [make() for _ in range(k)]))
-    return {name: statistics.median(v) * 1e6 for name, v in times.items()}
+    calls = {f"{kind} x{k}": calls_per_step(4096, [make() for _ in range(k)]) for kind, make, k in cases}
+    return {name: (statistics.median(v) * 1e6, calls[name]) for name, v in times.items()}
 
 
-def scaling_data(rounds: int, sizes: tuple[int, ...] = (2048, 8192, 32768)) -> dict[int, float]:
-    """Median µs per step for each data size (one epoch each)."""
+def scaling_data(rounds: int, sizes: tuple[int, ...] = (2048, 8192, 32768)) -> dict[int, tuple[float, float]]:
+    """For each data size (one epoch each): median µs per step and calls per step."""
     times: dict[int, list[float]] = {n: [] for n in sizes}
     seconds_per_step(2048, [])
     for _ in range(rounds):
         for n in sizes:
             times[n].append(seconds_per_step(n, []))
-    return {n: statistics.median(v) * 1e6 for n, v in times.items()}
+    return {n: (statistics.median(v) * 1e6, calls_per_step(n, [])) for n, v in times.items()}
 
 
 def predict_peak(mib: int) -> dict[str, float]:
@@ -139,18 +185,22 @@ def main(argv: list[str] | None = None) -> None:
     only = args.only or ["callbacks", "data", "predict"]
     if "callbacks" in only:
         result = scaling_callbacks(args.rounds)
-        base = result["epoch hooks x0"]
+        base, base_calls = result["epoch hooks x0"]
         title = f"4,096 samples, batch {BATCH}, median of {args.rounds}"
-        print(f"\nper-step CPU time vs extra callbacks ({title})")
-        for name, us in result.items():
-            print(f"{name:<22}{us:>9.1f} µs/step {us / base:>7.3f}x")
+        print(f"\nper-step CPU time and function calls vs extra callbacks ({title})")
+        for name, (us, calls) in result.items():
+            extra = calls - base_calls
+            print(f"{name:<22}{us:>9.1f} µs/step {us / base:>7.3f}x {calls:>8.1f} calls/step (+{extra:.1f})")
     if "data" in only:
         per_n = scaling_data(args.rounds)
-        base = next(iter(per_n.values()))
-        print(f"\nper-step CPU time vs data size (batch {BATCH}, one epoch, median of {args.rounds})")
-        for n, us in per_n.items():
+        base, base_calls = next(iter(per_n.values()))
+        print(
+            f"\nper-step CPU time and calls vs data size (batch {BATCH}, one epoch, median of {args.rounds})"
+        )
+        for n, (us, calls) in per_n.items():
             epoch = us * (n // BATCH) / 1e6
-            print(f"{n:>7} samples {us:>9.1f} µs/step {us / base:>7.3f}x   epoch {epoch:.3f} s")
+            per = f"{us:>9.1f} µs/step {us / base:>7.3f}x {calls:>8.1f} calls/step"
+            print(f"{n:>7} samples {per}  epoch {epoch:.3f} s")
     if "predict" in only:
         print("\npredict: peak RSS growth vs output size (fresh process each)")
         for row in scaling_predict():

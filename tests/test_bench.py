@@ -61,5 +61,10 @@ def test_gpu_bench_without_cuda_says_so(
 def test_scaling_measurements_run() -> None:
     scaling = _load("scaling")
     assert scaling.seconds_per_step(256, [scaling.EpochOnly(), scaling.PerBatch()]) > 0
+    # Calls per step are exact: callbacks without per-batch hooks add none, a per-batch hook
+    # adds its own call and nothing else.
+    alone = scaling.calls_per_step(256, [])
+    assert scaling.calls_per_step(256, [scaling.EpochOnly() for _ in range(20)]) == alone
+    assert scaling.calls_per_step(256, [scaling.PerBatch() for _ in range(20)]) == alone + 20
     row = scaling.predict_peak(1)
     assert row["output_mib"] == 1.0 and row["peak_growth_mib"] >= 0

@@ -8,6 +8,7 @@ callback runner with the default callbacks) and runs its loop from `luz.loop`. T
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 import re
@@ -101,7 +102,7 @@ def resolve_step(model: nn.Module, ctx: Context) -> Callable[[], None]:
     if callable(getattr(type(model), "step", None)):
         step: Callable[[], None] = getattr(model, "step")  # noqa: B009 - not a Module attribute
         return step
-    return lambda: default_step(ctx)
+    return functools.partial(default_step, ctx)  # a C call per batch, not a Python frame
 
 
 def _check_run_options(verbose: object, accelerator: object) -> tuple[Accelerator, bool]:
