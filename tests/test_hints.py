@@ -1,4 +1,5 @@
-"""Keras/skorch habits in `fit` get a TypeError naming the pyluz way, and that way works."""
+"""Keras/skorch habits in `fit`, `evaluate` and `predict` get a TypeError naming the pyluz way,
+and that way works."""
 
 from __future__ import annotations
 
@@ -85,3 +86,31 @@ def test_the_wrapped_entry_points_keep_their_signatures() -> None:
     assert "batch_size" not in inspect.signature(run.fit).parameters
     assert list(inspect.signature(LuzModule.fit).parameters)[:2] == ["self", "data"]
     assert inspect.signature(run.fit).parameters["epochs"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def test_accumulation_keywords_point_to_the_callback() -> None:
+    with pytest.raises(TypeError, match=re.escape("GradientAccumulation(4)")):
+        _module().fit((_X, _Y), epochs=1, accumulate_grad_batches=4)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> luz.Fitted:
+    return _module().fit((_X, _Y), epochs=1, verbose=False)
+
+
+@pytest.mark.parametrize(
+    "evaluate", [lambda f: f.evaluate, lambda f: lambda *a, **k: luz.evaluate(f, *a, **k)]
+)
+def test_evaluate_names_the_pyluz_way(fitted: luz.Fitted, evaluate: Callable[[luz.Fitted], Any]) -> None:
+    with pytest.raises(TypeError, match=re.escape("evaluate((x, y))")):
+        evaluate(fitted)(_X, _Y)
+    with pytest.raises(TypeError, match=re.escape("dataloader_options={'batch_size': 32}")):
+        evaluate(fitted)((_X, _Y), batch_size=32)
+    # the pyluz way evaluates
+    assert evaluate(fitted)((_X, _Y), dataloader_options={"batch_size": 32}).get_metrics().shape[0] == 1
+
+
+def test_predict_names_the_pyluz_way(fitted: luz.Fitted) -> None:
+    with pytest.raises(TypeError, match=re.escape("dataloader_options={'batch_size': 32}")):
+        fitted.predict(_X, batch_size=32)
+    assert fitted.predict(_X, dataloader_options={"batch_size": 32}).shape == (64, 1)

@@ -25,6 +25,8 @@ KERAS_KEYWORDS: dict[str, str] = {
     "max_epochs": "epochs=10",
     "nb_epoch": "epochs=10",
     "lr": "luz.setup(...).set_opt_hparams(lr=1e-3)",
+    "accumulate_grad_batches": "callbacks=[luz.callbacks.GradientAccumulation(4)]",
+    "gradient_accumulation_steps": "callbacks=[luz.callbacks.GradientAccumulation(4)]",
 }
 """Keras/skorch/Lightning keywords that pyluz spells differently, with the pyluz way."""
 
@@ -52,6 +54,15 @@ def keras_hints(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def keyword_hints(name: str, keywords: list[str]) -> list[str]:
+    """One sentence per keyword of ``keywords`` found in `KERAS_KEYWORDS`: the pyluz way."""
+    return [
+        f"{name}() has no `{k}` argument; in pyluz write {KERAS_KEYWORDS[k]}."
+        for k in keywords
+        if k in KERAS_KEYWORDS
+    ]
+
+
 def _hint(name: str, extra_positional: int, unknown: list[str]) -> str | None:
     lines: list[str] = []
     if extra_positional > 0:
@@ -61,7 +72,7 @@ def _hint(name: str, extra_positional: int, unknown: list[str]) -> str | None:
             "its other arguments are keyword-only."
         )
     keras = [k for k in unknown if k in KERAS_KEYWORDS]
-    lines += [f"{name}() has no `{k}` argument; in pyluz write {KERAS_KEYWORDS[k]}." for k in keras]
+    lines += keyword_hints(name, keras)
     if not lines:
         return None
     if len(keras) < len(unknown):

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import torch
 from torch import nn
 
+from luz._hints import keras_hints
 from luz.records import Records, evaluation_frame, metrics_frame
 from luz.reporting import evaluation_sections, fitted_sections, plot_metrics, render_html, render_text
 
@@ -130,6 +131,7 @@ class Fitted:
             **predict_kwargs,
         )
 
+    @keras_hints  # as on luz.evaluate
     def evaluate(
         self,
         data: Any,

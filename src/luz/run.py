@@ -453,6 +453,7 @@ def stack_predictions(predictions: list[Any]) -> Any:
     )
 
 
+@keras_hints  # evaluate(x, y), batch_size=, device= → a TypeError naming the pyluz way
 def evaluate(
     fitted: Fitted,
     data: Any,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from luz._hints import keyword_hints
 from luz.batch import batch_input, batch_target, call_model, describe, has_forward, is_keyed
 from luz.context import _default_step_opt  # the step a closure optimizer may replace
 from luz.errors import with_origin
@@ -307,8 +308,11 @@ def check_predict_kwargs(model: nn.Module, predict_kwargs: dict[str, Any]) -> No
     to receive them (SPEC §1); nothing to check when there are none."""
     if predict_kwargs and not has_predict(model):
         names = ", ".join(repr(k) for k in predict_kwargs)
+        hints = keyword_hints("predict", list(predict_kwargs))  # batch_size=, device=: Keras habits
         raise TypeError(
-            f"predict() got extra keyword arguments {names}, but {type(model).__name__} defines "
+            " ".join(hints)
+            + (" " if hints else "")
+            + f"predict() got extra keyword arguments {names}, but {type(model).__name__} defines "
             "no `predict` method to pass them to: define `predict(self, input, **kwargs)` on the "
             "model, or drop them."
         )

@@ -163,9 +163,15 @@ def test_a_run_killed_mid_group_resumes_exactly(tmp_path: Path) -> None:
     assert_identical(resumed.records["metrics"], straight.records["metrics"], "records")
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
 def test_steps_must_be_a_positive_integer(bad: object) -> None:
     with pytest.raises(ValueError, match="steps"):
+        GradientAccumulation(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", ["2", None])
+def test_steps_of_wrong_type_is_a_type_error(bad: object) -> None:
+    with pytest.raises(TypeError, match="steps"):
         GradientAccumulation(bad)  # type: ignore[arg-type]
 
 
@@ -223,3 +229,30 @@ def test_under_ddp_gradients_are_reduced_only_on_stepping_batches(tmp_path: Path
             opt.zero_grad()
     torch.testing.assert_close(torch.tensor(ranks[0]["weight"]), model.weight.detach(), rtol=0, atol=1e-6)
     torch.testing.assert_close(torch.tensor(ranks[0]["bias"]), model.bias.detach(), rtol=0, atol=1e-6)
+
+
+def test_an_epoch_left_mid_group_leaks_no_gradient_into_the_next() -> None:
+    """SkipEpoch after 3 of 4 accumulated batches: the next epoch's first group starts from zero."""
+
+    def skip_at_third(ctx: luz.Context) -> None:
+        if ctx.epoch == 1 and ctx.iter == 3:
+            raise luz.SkipEpoch
+
+    grads: list[float] = []
+
+    def first_grad(ctx: luz.Context) -> None:
+        if ctx.epoch == 2 and ctx.iter == 1:
+            grads.extend(float(p.grad.abs().sum()) for p in ctx.model.parameters() if p.grad is not None)
+
+    module(momentum=0.0).fit(
+        regression_data(32),
+        epochs=2,
+        callbacks=[
+            GradientAccumulation(4),
+            luz.callback(on_train_batch_end=skip_at_third),
+            luz.callback(on_train_batch_begin=first_grad),
+        ],
+        verbose=False,
+        dataloader_options={"batch_size": 4, "shuffle": False},
+    )
+    assert grads == [0.0] * len(grads)

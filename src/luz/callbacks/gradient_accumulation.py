@@ -49,8 +49,9 @@ class GradientAccumulation(Callback):
 
     def __init__(self, steps: int) -> None:
         hint = "It is the number of batches per optimizer step."
-        self.steps = check_count(steps, "steps", minimum=1, wrong_type=ValueError, hint=hint)
+        self.steps = check_count(steps, "steps", minimum=1, hint=hint)
         self._count = 0
+        self._total: int | None = None
         self._no_sync: contextlib.AbstractContextManager[Any] | None = None
 
     def on_fit_begin(self) -> None:
@@ -63,16 +64,21 @@ class GradientAccumulation(Callback):
             )
 
     def on_train_begin(self) -> None:
+        ctx = self.context
         self._count = 0
+        try:
+            self._total = len(ctx.data)  # type: ignore[arg-type]
+        except TypeError:
+            self._total = None
+        for opt in ctx.optimizers.values():
+            # a group that an interrupted epoch (SkipEpoch, an error caught by a callback) left
+            # half accumulated must not leak into this epoch's first step
+            opt.zero_grad()
 
     def on_train_batch_begin(self) -> None:
         ctx = self.context
         self._count += 1
-        try:
-            total: int | None = len(ctx.data)  # type: ignore[arg-type]
-        except TypeError:
-            total = None
-        ctx.accumulating = self._count % self.steps != 0 and ctx.iter != total
+        ctx.accumulating = self._count % self.steps != 0 and ctx.iter != self._total
         if ctx.accumulating and isinstance(ctx.forward_model, DistributedDataParallel):
             self._no_sync = ctx.forward_model.no_sync()  # forward and backward without all-reduce
             self._no_sync.__enter__()
