@@ -5,11 +5,7 @@ batches already seen without loading them."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, Te
 import luz
 from luz._persist.checkpoint import write_checkpoint
 from luz._stream import SkipBatches, TrainStream
-from tests.callbacks.test_resume import FailOnce, assert_identical
+from tests.callbacks.test_resume import FailOnce, assert_identical, script_runner
 from tests.conftest import Linear, regression_data
 
 
@@ -258,14 +254,7 @@ torch.save({"model": fitted.model.state_dict(), "metrics": fitted.records["metri
 
 @pytest.mark.slow
 def test_resume_after_sigkill_mid_pass_skips_without_loading(tmp_path: Path) -> None:
-    script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent(_SCRIPT))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-    def run(state: str, out: str, mode: str) -> subprocess.CompletedProcess[str]:
-        args = [sys.executable, str(script), str(tmp_path / state), str(tmp_path / out), mode]
-        return subprocess.run(args, env=env, capture_output=True, text=True)
-
+    run = script_runner(tmp_path, _SCRIPT)
     killed = run("state.pt", "unused.pt", "kill")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     # Killed in epoch 4: 3 epochs of 5 steps saved, 15 batches into the 12-batch passes.

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -510,15 +511,22 @@ torch.save({"model": fitted.model.state_dict(), "metrics": metrics, **final}, ou
 """
 
 
-def test_resume_after_sigkill_mid_epoch_is_bitwise_identical(tmp_path: Path) -> None:
+def script_runner(tmp_path: Path, source: str) -> Callable[[str, str, str], subprocess.CompletedProcess[str]]:
+    """Write ``source`` to ``tmp_path/train.py``; the returned ``run(state, out, mode)`` runs it
+    in a fresh process with those three arguments (file names inside ``tmp_path``, and a mode)."""
     script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent(_SCRIPT))
+    script.write_text(textwrap.dedent(source))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def run(state: str, out: str, mode: str) -> subprocess.CompletedProcess[str]:
         args = [sys.executable, str(script), str(tmp_path / state), str(tmp_path / out), mode]
-        return subprocess.run(args, env=env, capture_output=True, text=True)
+        return subprocess.run(args, env=env, capture_output=True, text=True, check=False)
 
+    return run
+
+
+def test_resume_after_sigkill_mid_epoch_is_bitwise_identical(tmp_path: Path) -> None:
+    run = script_runner(tmp_path, _SCRIPT)
     killed = run("state.pt", "unused.pt", "kill")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert read_checkpoint(tmp_path / "state.pt")["epoch"] == 2

@@ -5,11 +5,7 @@ samples, shuffling) and the refusal of persistent workers."""
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
-import subprocess
-import sys
-import textwrap
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,7 +19,7 @@ import luz
 from luz._persist.checkpoint import write_checkpoint
 from luz.callbacks import AutoResume, ResumeFromCheckpoint
 from luz.serialization import read_checkpoint
-from tests.callbacks.test_resume import FailOnce, assert_identical
+from tests.callbacks.test_resume import FailOnce, assert_identical, script_runner
 from tests.conftest import Linear
 
 _KILL_AFTER_COMMIT = """
@@ -63,20 +59,13 @@ def test_a_kill_right_after_the_commit_write_resumes_with_early_stopping_exactly
     # [AutoResume, EarlyStopping] (both weight inf): the write comes after EarlyStopping's
     # hook, so the state holds its epoch-end counter; killed after the stopping epoch's write,
     # the rerun ends there too. The uninterrupted run stops after epoch 2.
-    script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent(_KILL_AFTER_COMMIT))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-    def run(state: str, out: str, kill: int) -> subprocess.CompletedProcess[str]:
-        args = [sys.executable, str(script), str(tmp_path / state), str(tmp_path / out), str(kill)]
-        return subprocess.run(args, env=env, capture_output=True, text=True, check=False)
-
-    killed = run("state.pt", "unused.pt", kill_epoch)
+    run = script_runner(tmp_path, _KILL_AFTER_COMMIT)
+    killed = run("state.pt", "unused.pt", str(kill_epoch))
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert read_checkpoint(tmp_path / "state.pt")["epoch"] == kill_epoch
-    resumed = run("state.pt", "resumed.pt", 0)
+    resumed = run("state.pt", "resumed.pt", "0")
     assert resumed.returncode == 0, resumed.stderr
-    reference = run("reference.pt", "reference_out.pt", 0)
+    reference = run("reference.pt", "reference_out.pt", "0")
     assert reference.returncode == 0, reference.stderr
     a = torch.load(tmp_path / "resumed.pt", weights_only=True)
     b = torch.load(tmp_path / "reference_out.pt", weights_only=True)

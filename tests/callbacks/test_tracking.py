@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+import luz
 from luz.callbacks._tracking import epoch_metrics, flat_params, param_value
+from tests.conftest import regression_data
+
+
+def fit_tracked(module: luz.LuzModule, callbacks: list[Any], epochs: Any = 3) -> luz.Fitted:
+    """The small fit the logger tests share: 48 samples in batches of 16, 16 of them validating."""
+    x, y = regression_data(n=48)
+    return module.fit(
+        (x, y),
+        epochs=epochs,
+        valid_data=(x[:16], y[:16]),
+        callbacks=callbacks,
+        verbose=False,
+        dataloader_options={"batch_size": 16},
+    )
 
 
 def test_flat_params_flattens_nested_mappings_and_keeps_both_colliding_keys() -> None:

@@ -16,7 +16,8 @@ from torch import nn
 
 import luz
 from luz.callbacks import EarlyStopping, LRMonitor, WandbLogger
-from tests.conftest import Linear, regression_data
+from tests.callbacks.test_tracking import fit_tracked
+from tests.conftest import Linear
 
 wandb = pytest.importorskip("wandb")
 
@@ -116,15 +117,7 @@ def _module(**hparams: Any) -> luz.LuzModule:
 
 
 def _fit(callbacks: list[Any], epochs: int = 3, module: luz.LuzModule | None = None) -> luz.Fitted:
-    x, y = regression_data(n=48)
-    return (module or _module()).fit(
-        (x, y),
-        epochs=epochs,
-        valid_data=(x[:16], y[:16]),
-        callbacks=callbacks,
-        verbose=False,
-        dataloader_options={"batch_size": 16},
-    )
+    return fit_tracked(module or _module(), callbacks, epochs)
 
 
 def _expected_rows(fitted: luz.Fitted) -> list[dict[str, Any]]:
