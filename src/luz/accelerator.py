@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel  # loaded by `import torch
 
 from luz._dist import fsdp, group
 from luz._tree import map_tensors
-from luz._validate import check_flag, check_optional_count, check_optional_flag, check_real
+from luz._validate import check_choice, check_flag, check_optional_count, check_optional_flag, check_real
 from luz.data import InMemoryLoader
 
 STRATEGIES = ("ddp", "fsdp")
@@ -281,12 +281,8 @@ def is_writer(accelerator: Accelerator | None) -> bool:
 def _check_strategy(strategy: object) -> str:
     if strategy is None:
         return "ddp"
-    if not isinstance(strategy, str) or strategy not in STRATEGIES:
-        raise ValueError(
-            f"Accelerator: `strategy` must be one of {', '.join(map(repr, STRATEGIES))} or None "
-            f"(DDP), got {strategy!r}. Pass strategy='fsdp' to shard the model across ranks."
-        )
-    return strategy
+    hint = "None is DDP; pass strategy='fsdp' to shard the model across ranks."
+    return check_choice(strategy, "strategy", STRATEGIES, hint=hint)
 
 
 def _check_fsdp_modules(classes: object, strategy: str) -> tuple[type[nn.Module], ...] | None:

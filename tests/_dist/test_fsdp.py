@@ -201,7 +201,7 @@ def test_shard_model_shards_children_with_parameters_then_the_root(one_rank_grou
 def test_strategy_and_fsdp_modules_are_checked() -> None:
     with pytest.raises(ValueError, match=r"`strategy` must be one of 'ddp', 'fsdp'.*got 'zero3'"):
         luz.Accelerator(strategy="zero3")
-    with pytest.raises(ValueError, match=r"`strategy`.*got 3"):
+    with pytest.raises(TypeError, match=r"`strategy`.*got 3"):  # a wrong type (SPEC §8)
         luz.Accelerator(strategy=3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"`fsdp_modules` must hold nn\.Module subclasses, got 'Block'"):
         luz.Accelerator(strategy="fsdp", fsdp_modules=("Block",))  # type: ignore[arg-type]

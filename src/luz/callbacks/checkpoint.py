@@ -26,7 +26,6 @@ from luz._persist.checkpoint import (
     write_checkpoint,
 )
 from luz._validate import check_flag, check_output_file
-from luz.accelerator import is_writer
 from luz.callbacks.monitor import SETS, MonitorCallback, flat_metric_value, monitor_names
 
 DIRECTORY_TEMPLATE = "epoch-{epoch:02d}-{monitor_name}-{monitor:.3f}.pt"
@@ -219,10 +218,10 @@ class ModelCheckpoint(MonitorCallback):
                 stacklevel=2,
             )
             return False
-        if shards_state(ctx) and not self.every_rank_writes:  # every rank writes its shard
-            commit_checkpoint(ctx, state, path)
-        elif self.every_rank_writes or is_writer(ctx.accelerator):
+        if self.every_rank_writes:  # KeepBestModel: a file per rank (it refuses sharded fits)
             write_checkpoint(state, path)
+        else:  # a file from rank 0, or every rank's shard of a directory
+            commit_checkpoint(ctx, state, path)
         self.last_path = path
         return True
 

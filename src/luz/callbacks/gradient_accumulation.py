@@ -50,8 +50,8 @@ class GradientAccumulation(Callback):
     def __init__(self, steps: int) -> None:
         hint = "It is the number of batches per optimizer step."
         self.steps = check_count(steps, "steps", minimum=1, hint=hint)
-        self._count = 0
         self._total: int | None = None
+        self._ddp: DistributedDataParallel | None = None  # the fit's DDP wrapper, if any
         self._no_sync: contextlib.AbstractContextManager[Any] | None = None
 
     def on_fit_begin(self) -> None:
@@ -65,7 +65,8 @@ class GradientAccumulation(Callback):
 
     def on_train_begin(self) -> None:
         ctx = self.context
-        self._count = 0
+        model = ctx.forward_model
+        self._ddp = model if isinstance(model, DistributedDataParallel) else None
         try:
             self._total = len(ctx.data)  # type: ignore[arg-type]
         except TypeError:
@@ -77,10 +78,9 @@ class GradientAccumulation(Callback):
 
     def on_train_batch_begin(self) -> None:
         ctx = self.context
-        self._count += 1
-        ctx.accumulating = self._count % self.steps != 0 and ctx.iter != self._total
-        if ctx.accumulating and isinstance(ctx.forward_model, DistributedDataParallel):
-            self._no_sync = ctx.forward_model.no_sync()  # forward and backward without all-reduce
+        ctx.accumulating = ctx.iter % self.steps != 0 and ctx.iter != self._total
+        if ctx.accumulating and self._ddp is not None:
+            self._no_sync = self._ddp.no_sync()  # forward and backward without all-reduce
             self._no_sync.__enter__()
 
     def on_train_batch_before_backward(self) -> None:
@@ -96,7 +96,7 @@ class GradientAccumulation(Callback):
         ctx = self.context
         pending, ctx.accumulating = ctx.accumulating, False
         if pending:  # data without a length: its last, partial group steps now
-            if isinstance(ctx.forward_model, DistributedDataParallel):
+            if self._ddp is not None:
                 _average_gradients(ctx.model)  # they were accumulated without all-reduce
             for name, opt in ctx.optimizers.items():
                 ctx.opt, ctx.opt_name = opt, name
@@ -106,8 +106,9 @@ class GradientAccumulation(Callback):
                 ctx.fire("on_train_batch_after_step")
 
     def teardown(self) -> None:
-        """Leave a ``no_sync()`` window that an error left open."""
+        """Leave a ``no_sync()`` window that an error left open; let go of the fit's model."""
         self._leave_no_sync()
+        self._ddp = None
 
     def _leave_no_sync(self) -> None:
         window, self._no_sync = self._no_sync, None

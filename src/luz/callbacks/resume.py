@@ -21,7 +21,6 @@ from luz._persist.checkpoint import (
     model_finite,
     read_checkpoint,
     shards_state,
-    write_checkpoint,
 )
 from luz._persist.sharded import (
     checkpoint_exists,
@@ -41,11 +40,7 @@ def last_checkpoint(directory: Path) -> Path | None:
     picks it, but ``epoch-100`` after ``epoch-99``: with `ModelCheckpoint`'s default names, the
     latest epoch), ignoring hidden files such as in-progress temporaries. Sharded checkpoint
     directories count as files."""
-    files = [
-        p
-        for p in directory.iterdir()
-        if (p.is_file() or is_sharded_checkpoint(p)) and not p.name.startswith(".")
-    ]
+    files = [p for p in directory.iterdir() if checkpoint_exists(p) and not p.name.startswith(".")]
     return max(files, key=lambda p: _natural_key(p.name)) if files else None
 
 
@@ -196,8 +191,7 @@ class AutoResume(Callback):
         ctx.after_epoch_end(self._write)
         if is_writer(ctx.accelerator):
             remove_stale_temporaries(self.path)
-            if self.path.is_dir():  # a sharded checkpoint: what killed writes left in it
-                remove_uncommitted(self.path)
+            remove_uncommitted(self.path)  # in a sharded checkpoint: what killed writes left
         if not checkpoint_exists(self.path):  # a killed first sharded write committed nothing
             return
         # Verified (checksum, structure, and every part against this fit) before anything is
@@ -256,10 +250,7 @@ class AutoResume(Callback):
         stop = ctx.buffers.get(EPOCH_END_STOP)
         if isinstance(stop, StopTraining):  # this epoch stopped the fit: a resume ends there
             state["stopped"] = {"reason": str(stop), "raised_by": stop.raised_by or ""}
-        if shards_state(ctx):  # a sharded model: every rank writes its shard of the directory
-            commit_checkpoint(ctx, state, self.path)
-        elif is_writer(ctx.accelerator):
-            write_checkpoint(state, self.path)
+        commit_checkpoint(ctx, state, self.path)  # a file from rank 0, or every rank's shard
 
     def on_interrupt(self) -> None:
         self._interrupted = True
