@@ -137,6 +137,29 @@ def test_a_loss_function_receives_the_logits_and_the_labels() -> None:
     assert seen == [(torch.Size([16, 2]), torch.Size([16]))] * 2
 
 
+def test_the_modules_own_loss_method_receives_the_whole_output() -> None:
+    """A model returning ``{"logits", "mu"}`` whose ``loss`` reads ``mu``: it gets the output
+    as returned, while metrics still see the logits."""
+
+    class WithLatent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            logits = self.net(x)
+            return {"logits": logits, "mu": logits.mean(dim=1)}
+
+        def loss(self, pred: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+            return nn.functional.cross_entropy(pred["logits"], target) + pred["mu"].pow(2).mean()
+
+    x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+    fitted = luz.setup(WithLatent, optimizer=torch.optim.SGD, metrics=[luz.metrics.Accuracy()])
+    fitted = fitted.set_opt_hparams(lr=0.1).fit((x, y), epochs=1, verbose=False)
+    assert 0.0 <= fitted.records["metrics"]["train"][0]["acc"] <= 1.0
+    assert fitted.predict(x).shape == (32, 2)
+
+
 def test_a_loss_function_on_a_dict_batch_without_labels_says_to_add_them() -> None:
     module = luz.setup(Keywords, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD)
     no_target = r"batch has no target: it is a dict with keys \['features'\]"

@@ -183,8 +183,10 @@ def compute_loss(ctx: Context, *, training: bool = True) -> torch.Tensor:
     """``ctx.loss_fn(ctx.pred, ctx.target)``, checked to be a scalar tensor (with a graph when
     training). The checks read only metadata: no host sync.
 
-    The loss function receives the output's ``logits`` when it has them (`luz.outputs.prediction`);
-    ``setup(loss="output")`` (`luz.outputs.OutputLoss`) reads the output's own ``loss`` field.
+    A loss function given to ``setup`` receives the output's ``logits`` when it has them
+    (`luz.outputs.prediction`); the module's own ``loss`` method receives the output as the
+    model returned it (it may read any field); ``setup(loss="output")``
+    (`luz.outputs.OutputLoss`) reads the output's own ``loss`` field.
 
     Raises:
         ValueError: a non-scalar loss, a training loss without a graph, a failing loss on a
@@ -207,7 +209,8 @@ def compute_loss(ctx: Context, *, training: bool = True) -> torch.Tensor:
         except ValueError as error:
             raise ValueError(f"At batch {ctx.iter} of epoch {ctx.epoch} ({_phase(ctx)}): {error}") from None
     else:
-        pred = prediction(pred)
+        if not isinstance(pred, torch.Tensor) and getattr(loss_fn, "__self__", None) is not ctx.model:
+            pred = prediction(pred)  # a loss given to setup gets the logits; the model's own, all
         if isinstance(loss_fn, _SAME_SHAPE_LOSSES):
             check_same_shape(loss_fn, pred, target, ctx)
         try:
