@@ -63,7 +63,8 @@ def parse_epochs(epochs: object) -> tuple[int, int]:
 
 
 def check_steps_per_epoch(value: object) -> int | None:
-    """``fit(steps_per_epoch=)``: ``None`` or a positive integer, else a ``ValueError``."""
+    """``fit(steps_per_epoch=)``: ``None`` or a positive integer, else a ``ValueError`` (also
+    for a non-number: a count of training batches, checked as SPEC §8 checks ``epochs``)."""
     if value is None:
         return None
     hint = "It is the number of training batches per epoch; None means one pass over the data."

@@ -230,9 +230,12 @@ def save(fitted: Fitted, path: str | os.PathLike[str]) -> None:
         "records": to_json(fitted.records, "records"),
         "optimizer_names": list(fitted.optimizer_names),
     }
-    text = json.dumps(meta)
-    data = safetensors_bytes(_state_tensors(fitted.model), metadata={"format": MODEL_FORMAT, "pyluz": text})
-    if is_writer(None):  # under torchrun every rank holds the same model: rank 0 writes
+    text = json.dumps(meta)  # checked on every rank: a bad value fails the whole job alike
+    if not (is_writer(None) or is_sharded(fitted.model)):  # DDP: rank 0 holds the same model
+        return
+    tensors = _state_tensors(fitted.model)  # a sharded model gathers on every rank
+    if is_writer(None):
+        data = safetensors_bytes(tensors, metadata={"format": MODEL_FORMAT, "pyluz": text})
         _write(target, data, "save")
 
 
@@ -378,8 +381,10 @@ def save_model_weights(fitted: Fitted, path: str | os.PathLike[str]) -> None:
     """
     fitted = _check_fitted(fitted, "save_model_weights")
     target = _check_target(path, "save_model_weights")
-    tensors = _state_tensors(fitted.model)  # every rank: a sharded model gathers its weights
-    if not is_writer(None):  # under torchrun every rank holds the same model: rank 0 writes
+    if not (is_writer(None) or is_sharded(fitted.model)):  # DDP: rank 0 holds the same model
+        return
+    tensors = _state_tensors(fitted.model)  # a sharded model gathers on every rank
+    if not is_writer(None):
         return
     data = safetensors_bytes(tensors, metadata={"format": WEIGHTS_FORMAT})
     _write(target, data, "save_model_weights")

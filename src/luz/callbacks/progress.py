@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable
 from typing import IO, Any, Literal
 
-from luz._console import default_verbose, in_notebook, is_terminal, widgets_available
+from luz._console import default_verbose, in_notebook, is_terminal, note_stream, widgets_available
 from luz._validate import check_real
 from luz.callbacks._progress_text import BarView, LinesView, Pairs, View
 from luz.callbacks.base import Callback
@@ -116,12 +116,7 @@ class Progress(Callback):
             from luz.callbacks._progress_notebook import NotebookView
 
             return NotebookView(self.clock)
-        if self.file is not None:
-            stream = self.file
-        elif in_notebook():
-            stream = sys.stdout  # stderr is painted as an error in notebooks
-        else:
-            stream = sys.stderr
+        stream = self.file if self.file is not None else note_stream()  # stdout in notebooks
         return BarView(self.clock, stream) if mode == "bar" else LinesView(self.clock, stream)
 
     @property
