@@ -224,10 +224,21 @@ class Progress(Callback):
             return
         if self._total is not None:
             complete = complete and self._count == self._total
-        self._view.phase_end(self._count, self._running_metrics, complete)
+        metrics = self._recorded_metrics if complete else self._running_metrics
+        self._view.phase_end(self._count, metrics, complete)
         self._phase = ""
 
     # -- formatting -------------------------------------------------------------------------
+
+    def _recorded_metrics(self) -> Pairs:
+        """A completed phase's values as `Metrics` logged them just before (reduced across
+        ranks), so the metrics are not computed a second time; predict has none."""
+        if self._phase == "predict":
+            return []
+        ctx = self.context
+        metric_phase = "train" if self._phase == "train" else "valid"
+        recorded = ctx.get_metrics(metric_phase, ctx.epoch)
+        return self._format(metric_phase, recorded) if recorded else self._running_metrics()
 
     def _running_metrics(self) -> Pairs:
         ctx = self.context
