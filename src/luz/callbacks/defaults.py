@@ -8,6 +8,8 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from luz._console import note as console_note
 from luz._dist.sync import log_reduced_metrics
 from luz.callbacks.base import Callback
@@ -77,7 +79,9 @@ class Metrics(Callback):
         ctx.metric_names[phase] = ctx.metric_set.names(phase)
 
     def _update(self, ctx: Context, phase: str) -> None:
-        pred, target = prediction(ctx.pred), ctx.target  # the logits of a model output that has them
+        pred, target = ctx.pred, ctx.target
+        if not isinstance(pred, torch.Tensor):  # the logits of a model output that has them
+            pred = prediction(pred)
         for metric in ctx.metrics[phase]:
             try:
                 metric.update(pred, target)
