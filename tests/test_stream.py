@@ -199,6 +199,20 @@ def test_a_damaged_position_is_an_error_naming_the_part(tmp_path: Path) -> None:
         _resume_run(path, "map")
 
 
+def test_a_damaged_pass_random_state_is_an_error_naming_the_file_before_any_step(tmp_path: Path) -> None:
+    path = tmp_path / "state.pt"
+    with pytest.raises(luz.CallbackError):
+        _resume_run(path, "map", FailOnce(2, "on_train_batch_end", iteration=1))
+    state = luz.serialization.read_checkpoint(path)
+    assert state["stream"]["pass_state"] is not None  # epoch 1 ended inside the first pass
+    state["stream"]["pass_state"]["torch"] = torch.zeros(3, dtype=torch.uint8)
+    write_checkpoint(state, path)  # a valid checksum over a bad part
+    steps: list[int] = []
+    with pytest.raises(ValueError, match=r"state\.pt.*stream\['pass_state'\]\['torch'\]"):
+        _resume_run(path, "map", luz.callback(on_train_batch_begin=lambda ctx: steps.append(ctx.iter)))
+    assert steps == []  # refused at on_fit_begin, before any batch
+
+
 def test_a_checkpoint_of_whole_passes_does_not_resume_with_steps_per_epoch(tmp_path: Path) -> None:
     x, y = regression_data(64)
     crash = FailOnce(2, "on_train_batch_end", iteration=1)

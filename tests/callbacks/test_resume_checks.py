@@ -27,19 +27,19 @@ import os, signal, sys
 import torch
 from torch import nn
 import luz
-import luz.callbacks.resume as resume
+import luz._persist.checkpoint as checkpoint  # AutoResume writes through commit_checkpoint
 torch.set_num_threads(1)
 state, out, kill_epoch = sys.argv[1], sys.argv[2], int(sys.argv[3])
 torch.manual_seed(0)
 x, y = torch.randn(64, 10), torch.randn(64, 1)
-original = resume.write_checkpoint
+original = checkpoint.write_checkpoint
 
 def write_then_die(st, path):
     original(st, path)
     if st["epoch"] == kill_epoch:  # right after AutoResume's write of this epoch
         os.kill(os.getpid(), signal.SIGKILL)
 
-resume.write_checkpoint = write_then_die
+checkpoint.write_checkpoint = write_then_die
 stop = luz.callbacks.EarlyStopping(monitor="train_loss", patience=1, min_delta=100)
 fitted = (
     luz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.Adam)

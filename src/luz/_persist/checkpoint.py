@@ -29,7 +29,7 @@ from luz._persist.atomic import atomic_write_with
 from luz._persist.digest import ALGORITHM, content_digest
 from luz._persist.plain import plain
 from luz._persist.rng import get_rng_state, set_rng_state
-from luz._persist.verify import check_against_fit, check_run_shape, check_structure, restoring
+from luz._persist.verify import check_against_fit, check_rng, check_run_shape, check_structure, restoring
 from luz.accelerator import is_writer, unwrap_loader
 
 if TYPE_CHECKING:
@@ -413,6 +413,10 @@ def load_checkpoint_into_context(
         rng=restore_rng,
         rng_state=rng,
     )
+    if restore_rng and ctx.train_stream is not None and "stream" in state:
+        pass_state = _position_to_restore(ctx, state).get("pass_state")
+        if pass_state is not None:  # put back when the resumed pass restarts: check it now
+            check_rng(pass_state, file, {"train": ctx.train_data}, part="stream['pass_state']")
     if restore_callbacks_state:
         _check_callbacks(ctx, state["callbacks"], file)
     if restore_shards is not None:

@@ -319,41 +319,42 @@ def _check_optimizers(ctx: Context, saved: dict[str, Any], file: str) -> None:
                     )
 
 
-def check_rng(rng: Any, file: str, loaders: dict[str, Any]) -> None:
-    """Check every random state that is about to be put back: its kind and size."""
+def check_rng(rng: Any, file: str, loaders: dict[str, Any], part: str = "rng") -> None:
+    """Check every random state that is about to be put back: its kind and size (``part``:
+    where the state is in the checkpoint, for the message)."""
     if not isinstance(rng, dict):
-        raise damaged(file, "rng", f"is a {type(rng).__name__}, not a dict")
+        raise damaged(file, part, f"is a {type(rng).__name__}, not a dict")
     for stream in ("python", "numpy", "torch"):
         if stream not in rng:
-            raise damaged(file, f"rng[{stream!r}]", "is missing")
+            raise damaged(file, f"{part}[{stream!r}]", "is missing")
     py = rng["python"]
     if not (
         isinstance(py, dict) and isinstance(py.get("state"), torch.Tensor) and py["state"].numel() == 625
     ):
-        raise damaged(file, "rng['python']", "is not a Mersenne Twister state of 625 words")
+        raise damaged(file, f"{part}['python']", "is not a Mersenne Twister state of 625 words")
     npy = rng["numpy"]
     keys = npy.get("keys") if isinstance(npy, dict) else None
     pos = npy.get("pos") if isinstance(npy, dict) else None
     if not (
         isinstance(keys, torch.Tensor) and keys.numel() == 624 and isinstance(pos, int) and 0 <= pos <= 624
     ):
-        raise damaged(file, "rng['numpy']", "is not a Mersenne Twister state of 624 words and a position")
-    _check_generator_state(rng["torch"], torch.get_rng_state(), file, "rng['torch']")
+        raise damaged(file, f"{part}['numpy']", "is not a Mersenne Twister state of 624 words and a position")
+    _check_generator_state(rng["torch"], torch.get_rng_state(), file, f"{part}['torch']")
     cuda = rng.get("cuda") or []
     if not isinstance(cuda, list):
-        raise damaged(file, "rng['cuda']", "is not a list of device states")
+        raise damaged(file, f"{part}['cuda']", "is not a list of device states")
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         for i, saved in enumerate(cuda):
-            _check_generator_state(saved, torch.cuda.get_rng_state(i), file, f"rng['cuda'][{i}]")
+            _check_generator_state(saved, torch.cuda.get_rng_state(i), file, f"{part}['cuda'][{i}]")
     saved_loaders = rng.get("loaders") or {}
     if not isinstance(saved_loaders, dict):
-        raise damaged(file, "rng['loaders']", "is not a dict")
+        raise damaged(file, f"{part}['loaders']", "is not a dict")
     for role, loader in loaders.items():
         saved = saved_loaders.get(role, {})
         for key, generator in loader_generators(loader).items():
             if isinstance(saved, dict) and key in saved:
-                part = f"rng['loaders'][{role!r}][{key!r}]"
-                _check_generator_state(saved[key], generator.get_state(), file, part)
+                where = f"{part}['loaders'][{role!r}][{key!r}]"
+                _check_generator_state(saved[key], generator.get_state(), file, where)
 
 
 def _check_generator_state(saved: Any, current: torch.Tensor, file: str, part: str) -> None:
