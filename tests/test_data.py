@@ -10,8 +10,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 import luz
+from luz._loaders import eval_loader, split_valid, training_loader, warn_non_finite
 from luz.callbacks import NaNGuard
-from luz.data import TensorBatchDataset, as_dataset, eval_loader, split_valid, training_loader
+from luz.data import TensorBatchDataset, as_dataset
 
 
 class Images(Dataset[Any]):
@@ -502,15 +503,15 @@ def test_non_finite_numpy_arrays_and_nested_inputs_are_named() -> None:
     xb[0, 0] = np.inf
     ds = TensorBatchDataset((torch.as_tensor(xa), torch.as_tensor(xb)), torch.as_tensor(y))
     with pytest.warns(UserWarning, match=r"training data's input\[1\] tensor \(shape \(64, 2\)\)"):
-        luz.data.warn_non_finite(training_loader(ds, None), "training")
+        warn_non_finite(training_loader(ds, None), "training")
     with pytest.warns(UserWarning, match="training data's input tensor"):
-        luz.data.warn_non_finite(training_loader((xb, y), None), "training")
+        warn_non_finite(training_loader((xb, y), None), "training")
 
 
 def test_finite_and_integer_training_data_do_not_warn(recwarn: pytest.WarningsRecorder) -> None:
     x, labels = torch.randn(64, 3), torch.randint(0, 3, (64,))
-    luz.data.warn_non_finite(training_loader((x, labels), None), "training")
-    luz.data.warn_non_finite(training_loader(Images(), None), "training")  # not in memory: unchecked
+    warn_non_finite(training_loader((x, labels), None), "training")
+    warn_non_finite(training_loader(Images(), None), "training")  # not in memory: unchecked
     assert not [w for w in recwarn if "training data" in str(w.message)]
 
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import luz
-from luz.data import eval_loader, split_valid, training_loader
+from luz._loaders import eval_loader, split_valid, training_loader
 
 DTYPES = {
     "float32": (torch.float32, np.float32),

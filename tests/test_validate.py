@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 import luz
+from luz._loaders import split_valid
 from luz._validate import (
     check_choice,
     check_count,
@@ -35,7 +36,6 @@ from luz.callbacks import (
     ResumeFromCheckpoint,
     TerminateOnNaN,
 )
-from luz.data import split_valid
 from luz.lr_finder import lr_schedule
 from luz.metrics import BinaryAccuracy, BinaryAccuracyWithLogits, BinaryAUROC, MulticlassAUROC
 from tests.conftest import Linear, regression_data

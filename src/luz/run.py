@@ -23,6 +23,7 @@ from luz._dist.collectives import gather_objects
 from luz._dist.sharding import distribute_train_loader, shard_eval_loader, unshard
 from luz._dist.sync import DistributedSync, GatherForEvaluation, HeldStop
 from luz._hints import keras_hints
+from luz._loaders import eval_loader, split_valid, training_loader, warn_non_finite
 from luz._persist.rng import get_rng_state, set_rng_state, sync_random_state
 from luz._stream import TrainStream
 from luz._tree import to_cpu
@@ -34,7 +35,7 @@ from luz.callbacks.defaults import Interrupt, Metrics, Profile, TrainValid
 from luz.callbacks.progress import Progress, default_verbose
 from luz.callbacks.terminate_on_nan import NaNGuard, TerminateOnNaN
 from luz.context import Context
-from luz.data import eval_loader, match_model_dtype, split_valid, training_loader, warn_non_finite
+from luz.data import match_model_dtype
 from luz.events import StopTraining, Terminated
 from luz.loop import evaluate_loop, fit_loop, predict_loop
 from luz.metrics.set import as_metric_set
