@@ -82,12 +82,13 @@ LAYERS: dict[int, set[str]] = {
         "callbacks.mlflow_logger",
         "callbacks.wandb_logger",
         "_dist.sync",
+        "_dist.plan",
         "reporting",
     },
     # L8 · specification and results
     8: {"module", "results"},
     # L9 · entry points
-    9: {"", "run", "serialization", "lr_finder"},
+    9: {"", "_run_setup", "run", "serialization", "lr_finder"},
 }
 LAYER = {f"luz.{name}".rstrip("."): layer for layer, names in LAYERS.items() for name in names}
 

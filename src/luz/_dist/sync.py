@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -20,14 +19,12 @@ from luz._dist.group import world_size
 from luz._dist.sharding import distributed_sampler
 from luz.accelerator import is_writer, unwrap_loader
 from luz.callbacks.base import Callback
+from luz.callbacks.defaults import EMPTY_VALIDATION, Metrics, metric_error
 from luz.events import StopTraining
 from luz.records import to_metric_value
 
 if TYPE_CHECKING:
-    from luz.context import Context
-    from luz.metrics.base import Metric
-
-ErrorFactory = Callable[[Exception, "Metric", str, int, int, str], Exception]
+    pass
 
 
 class DistributedSync(Callback):
@@ -54,33 +51,32 @@ class DistributedSync(Callback):
         check_parameters_agree(ctx.model, ctx.device, ctx.epoch)
 
 
-def log_reduced_metrics(ctx: Context, phase: str, wrap_error: ErrorFactory) -> None:
-    """End of a phase in a distributed run: combine every metric's state across ranks
-    (``Metric.sync``), compute, and log rank 0's values on every rank, so records and the
-    decisions taken from them (early stopping, checkpoints) are identical everywhere.
+class ReducedMetrics(Metrics):
+    """`Metrics` in a distributed run: at the end of a phase every metric's state is combined
+    across ranks (``Metric.sync``) and rank 0's values are logged on every rank, so records and
+    the decisions taken from them (early stopping, checkpoints) are identical everywhere.
 
     A phase with no batches on any rank logs nothing; a rank whose shard was empty still
     takes part in the collectives.
     """
-    batches = sum_ints(ctx.iter, ctx.device)
-    if batches == 0:
-        if phase == "valid" and is_writer(ctx.accelerator):  # warn once, not once per rank
-            warnings.warn(
-                "The validation data produced no batches: no validation metrics are recorded for this epoch.",
-                UserWarning,
-                stacklevel=2,
-            )
-        return
-    values = []
-    for name, metric in zip(ctx.metric_names[phase], ctx.metrics[phase], strict=True):
-        try:
-            metric.sync()
-            value = to_metric_value(metric.compute(), metric.display_name)
-        except Exception as error:
-            raise wrap_error(error, metric, "compute", ctx.iter, ctx.epoch, phase) from error
-        values.append((name, value))
-    for name, value in broadcast_object(values):
-        ctx.log_metric(name, value)
+
+    def _finish(self, phase: str) -> None:
+        ctx = self.context
+        batches = sum_ints(ctx.iter, ctx.device)
+        if batches == 0:
+            if phase == "valid" and is_writer(ctx.accelerator):  # warn once, not once per rank
+                warnings.warn(EMPTY_VALIDATION, UserWarning, stacklevel=2)
+            return
+        values = []
+        for name, metric in zip(ctx.metric_names[phase], ctx.metrics[phase], strict=True):
+            try:
+                metric.sync()
+                value = to_metric_value(metric.compute(), metric.display_name)
+            except Exception as error:
+                raise metric_error(error, metric, "compute", ctx.iter, ctx.epoch, phase) from error
+            values.append((name, value))
+        for name, value in broadcast_object(values):
+            ctx.log_metric(name, value)
 
 
 def check_parameters_agree(model: nn.Module, device: torch.device, epoch: int) -> None:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from luz._console import note as console_note
-from luz._dist.sync import log_reduced_metrics
 from luz.callbacks.base import Callback
 from luz.errors import MetricError, with_origin
 from luz.metrics.base import Metric
@@ -43,7 +42,8 @@ class TrainValid(Callback):
 
 
 class Metrics(Callback):
-    """Creates fresh metrics each phase, updates them per batch and logs them at phase end.
+    """Creates fresh metrics each phase, updates them per batch and logs them at phase end
+    (in a distributed run, reduced across ranks: `luz._dist.sync.ReducedMetrics`).
 
     Breakpoints: ``on_train_begin``/``on_valid_begin`` (fresh copies of the prototypes on
     ``ctx.device``), ``on_*_batch_end`` (``update(ctx.pred, ctx.target)``, with the output's
@@ -86,13 +86,10 @@ class Metrics(Callback):
             try:
                 metric.update(pred, target)
             except Exception as error:
-                raise _metric_error(error, metric, "update", ctx.iter, ctx.epoch, phase) from error
+                raise metric_error(error, metric, "update", ctx.iter, ctx.epoch, phase) from error
 
     def _finish(self, phase: str) -> None:
         ctx = self.context
-        if ctx.distributed:  # reduced across ranks: every rank logs the same values
-            log_reduced_metrics(ctx, phase, _metric_error)
-            return
         if ctx.iter == 0:  # an empty phase has nothing to report
             if phase == "valid":
                 warnings.warn(EMPTY_VALIDATION, UserWarning, stacklevel=2)
@@ -101,7 +98,7 @@ class Metrics(Callback):
             try:
                 value = to_metric_value(metric.compute(), metric.display_name)
             except Exception as error:
-                raise _metric_error(error, metric, "compute", ctx.iter, ctx.epoch, phase) from error
+                raise metric_error(error, metric, "compute", ctx.iter, ctx.epoch, phase) from error
             ctx.log_metric(name, value)
 
 
@@ -110,7 +107,9 @@ EMPTY_VALIDATION = (
 )
 
 
-def _metric_error(error: Exception, metric: Metric, step: str, it: int, epoch: int, phase: str) -> Exception:
+def metric_error(error: Exception, metric: Metric, step: str, it: int, epoch: int, phase: str) -> Exception:
+    """A `MetricError` for ``error`` raised by ``metric.<step>()``, naming the metric, the
+    iteration, the epoch and the phase (its type kept: `luz.errors.with_origin`)."""
     mode = "training" if phase == "train" else "validation"
     message = (
         f"Error when running `{step}` of metric '{metric.display_name}' "
