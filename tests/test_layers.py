@@ -55,6 +55,7 @@ LAYERS: dict[int, set[str]] = {
         "_persist.rng",
         "_persist.verify",
         "_persist.sharded",
+        "_dist.run_state",
         "_persist.checkpoint",
     },
     # L6 · the loop

@@ -23,7 +23,7 @@ from typing import Any
 
 from torch.utils.data import DataLoader, IterableDataset, Sampler
 
-from luz._dist.sharding import distributed_sampler, loader_options
+from luz._dist.sharding import loader_options, shard_sampler
 
 Capture = Callable[[], Any]
 Restore = Callable[[Any], None]
@@ -155,7 +155,7 @@ class TrainStream:
         return iter(self.loader)
 
     def _set_sampler_epoch(self) -> None:
-        sampler = distributed_sampler(self._unwrap(self.loader))
+        sampler = shard_sampler(self._unwrap(self.loader))
         if sampler is not None:
             sampler.set_epoch(self.passes)
 

@@ -203,11 +203,6 @@ class Context:
         self._forward_model = module
 
     @property
-    def distributed(self) -> bool:
-        """Whether this run is one of several processes training together (``torchrun``)."""
-        return self.accelerator is not None and self.accelerator.distributed
-
-    @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Optimizers by name. A bare optimizer is stored as ``{"opt": optimizer}``."""
         return self._optimizers

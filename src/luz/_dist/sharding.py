@@ -81,9 +81,9 @@ def distribute_train_loader(loader: Any, *, rank: int, world: int, seed: int) ->
     )
 
 
-def distributed_sampler(loader: Any) -> DistributedSampler[Any] | None:
+def shard_sampler(loader: Any) -> DistributedSampler[Any] | None:
     """The `DistributedSampler` of a loader, if it has one. Pass the user's loader: one behind
-    a device wrapper has none (``distributed_sampler(unwrap_loader(loader))``)."""
+    a device wrapper has none (``shard_sampler(unwrap_loader(loader))``)."""
     sampler = getattr(loader, "sampler", None)
     return sampler if isinstance(sampler, DistributedSampler) else None
 

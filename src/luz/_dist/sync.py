@@ -16,7 +16,7 @@ from torch import nn
 from luz._dist.collectives import any_rank, broadcast_object, sum_ints
 from luz._dist.fsdp import gathered, is_sharded
 from luz._dist.group import world_size
-from luz._dist.sharding import distributed_sampler
+from luz._dist.sharding import shard_sampler
 from luz.accelerator import is_writer, unwrap_loader
 from luz.callbacks.base import Callback
 from luz.callbacks.defaults import EMPTY_VALIDATION, Metrics, metric_error
@@ -42,7 +42,7 @@ class DistributedSync(Callback):
 
     def on_epoch_begin(self) -> None:
         ctx = self.context
-        sampler = distributed_sampler(unwrap_loader(ctx.train_data))
+        sampler = shard_sampler(unwrap_loader(ctx.train_data))
         if sampler is not None and ctx.train_stream is None:  # a stream sets it per pass
             sampler.set_epoch(ctx.epoch)
 

@@ -21,9 +21,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import RandomSampler
 
-from luz._dist.collectives import any_rank, gather_objects
+from luz._dist.collectives import any_rank
 from luz._dist.fsdp import is_sharded, local_all_finite
-from luz._dist.sharding import distributed_sampler
+from luz._dist.run_state import (
+    position_to_restore,
+    rank_states,
+    restore_sampler_seed,
+    rng_to_restore,
+    shards_state,
+)
 from luz._persist import sharded
 from luz._persist.atomic import atomic_write_with
 from luz._persist.digest import ALGORITHM, content_digest
@@ -77,7 +83,7 @@ def checkpoint_state(ctx: Context) -> dict[str, Any]:
         rng=get_rng_state(_loaders(ctx)),
         run=run_shape(ctx),
         **_stream_state(ctx),
-        **_distributed_state(ctx),
+        **rank_states(ctx, _loaders(ctx)),
     )
 
 
@@ -85,11 +91,6 @@ def _stream_state(ctx: Context) -> dict[str, Any]:
     # With steps_per_epoch: the position in the training data, so a resume continues mid-pass.
     stream = ctx.train_stream
     return {} if stream is None else {"stream": plain(stream.state_dict(), "the training data's position")}
-
-
-def shards_state(ctx: Context) -> bool:
-    """Whether this fit's checkpoints are sharded directories: its model is sharded (FSDP)."""
-    return ctx.distributed and is_sharded(ctx.model)
 
 
 def _sharded_states(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -175,54 +176,11 @@ def checkpoint_of_parts(epoch: int | None, parts: dict[str, Any]) -> dict[str, A
     )
 
 
-def _distributed_state(ctx: Context) -> dict[str, Any]:
-    if not ctx.distributed:
-        return {}
-    sampler = distributed_sampler(unwrap_loader(ctx.train_data))
-    return {
-        "distributed": {
-            "world_size": ctx.accelerator.world_size if ctx.accelerator is not None else 1,
-            "rng": gather_objects(get_rng_state(_loaders(ctx))),
-            "sampler_seed": None if sampler is None else int(sampler.seed),
-            **_stream_positions(ctx),
-        }
-    }
-
-
-def _stream_positions(ctx: Context) -> dict[str, Any]:
-    stream = ctx.train_stream
-    return {} if stream is None else {"streams": gather_objects(stream.state_dict())}
-
-
-def _rng_to_restore(ctx: Context, state: dict[str, Any]) -> Any:
-    # Each rank takes back its own streams when the world size is unchanged; otherwise (or in
-    # one process) rank 0's.
-    saved = state.get("distributed")
-    rng = state.get("rng")
-    accelerator = ctx.accelerator
-    if saved is not None and ctx.distributed and accelerator is not None:
-        rng = saved["rng"][accelerator.rank] if saved["world_size"] == accelerator.world_size else rng
-    return rng
-
-
 def _restore_rng(ctx: Context, state: dict[str, Any], rng: Any) -> None:
-    saved = state.get("distributed")
-    if saved is not None and ctx.distributed and ctx.accelerator is not None:
-        sampler = distributed_sampler(unwrap_loader(ctx.train_data))
-        if sampler is not None and saved["sampler_seed"] is not None:
-            sampler.seed = int(saved["sampler_seed"])
+    restore_sampler_seed(ctx, state)
     set_rng_state(rng, _loaders(ctx))
     if ctx.train_stream is not None and "stream" in state:
-        ctx.train_stream.load_state_dict(_position_to_restore(ctx, state))
-
-
-def _position_to_restore(ctx: Context, state: dict[str, Any]) -> Any:
-    # As for the random streams: this rank's own position when the world size is unchanged.
-    saved, accelerator = state.get("distributed"), ctx.accelerator
-    distributed = saved is not None and "streams" in saved and ctx.distributed
-    if distributed and accelerator is not None and saved["world_size"] == accelerator.world_size:  # type: ignore[index]
-        return saved["streams"][accelerator.rank]  # type: ignore[index]
-    return state["stream"]
+        ctx.train_stream.load_state_dict(position_to_restore(ctx, state))
 
 
 def leftover_grads(ctx: Context) -> dict[str, torch.Tensor]:
@@ -389,7 +347,7 @@ def load_checkpoint_into_context(
         state, file = source, repr(name) if name is not None else "(a checkpoint dict)"
     else:
         state, file = read_checkpoint(source), repr(str(source))
-    rng = _rng_to_restore(ctx, state) if restore_rng else None
+    rng = rng_to_restore(ctx, state) if restore_rng else None
     restore_shards = None
     if "sharded" not in state and is_sharded(ctx.model) and restore_optimizer_state:
         raise ValueError(
@@ -414,7 +372,7 @@ def load_checkpoint_into_context(
         rng_state=rng,
     )
     if restore_rng and ctx.train_stream is not None and "stream" in state:
-        pass_state = _position_to_restore(ctx, state).get("pass_state")
+        pass_state = position_to_restore(ctx, state).get("pass_state")
         if pass_state is not None:  # put back when the resumed pass restarts: check it now
             check_rng(pass_state, file, {"train": ctx.train_data}, part="stream['pass_state']")
     if restore_callbacks_state:

@@ -12,6 +12,7 @@ import weakref
 from pathlib import Path
 from typing import Any, ClassVar
 
+from luz._dist.run_state import shards_state
 from luz._persist.atomic import remove_stale_temporaries
 from luz._persist.checkpoint import (
     checkpoint_of_parts,
@@ -22,7 +23,6 @@ from luz._persist.checkpoint import (
     model_finite,
     model_parts,
     read_checkpoint,
-    shards_state,
     write_checkpoint,
 )
 from luz._validate import check_flag, check_output_file

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from luz._console import note as console_note
+from luz._dist.run_state import shards_state
 from luz._persist.atomic import remove_stale_temporaries
 from luz._persist.checkpoint import (
     check_run,
@@ -20,7 +21,6 @@ from luz._persist.checkpoint import (
     load_checkpoint_into_context,
     model_finite,
     read_checkpoint,
-    shards_state,
 )
 from luz._persist.sharded import (
     checkpoint_exists,
