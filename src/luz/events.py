@@ -125,6 +125,11 @@ class SkipEpoch(Exception):  # noqa: N818 - a signal, not an error
     """
 
 
+LOOP_SIGNALS: tuple[type[Exception], ...] = (StopTraining, SkipEpoch)
+"""The loop-control signals: code that wraps a user error (a forward pass, a loss, a hook)
+lets them through unchanged, for the loop level that handles them (see `luz.loop`)."""
+
+
 TERMINATED_STATUS = 143
 """The exit status of a process ended by SIGTERM (128 + 15), which `Terminated` carries."""
 

@@ -177,7 +177,8 @@ def predict_loop(
     fire = runner.fire
     ctx.pred = []
     with torch.no_grad():
-        try:  # a StopTraining ends prediction early: the batches predicted so far are returned
+        # A StopTraining ends prediction early: the batches predicted so far are returned.
+        with contextlib.suppress(StopTraining):
             fire("on_predict_begin")
             batch_begin = runner.caller("on_predict_batch_begin")
             batch_end = runner.caller("on_predict_batch_end")
@@ -188,7 +189,5 @@ def predict_loop(
                 ctx.pred.append(predict_batch(ctx, predict_kwargs))
                 if batch_end is not None:
                     batch_end()
-        except StopTraining:
-            pass
         _wrap_up(runner, "on_predict_end")
     return list(ctx.pred)

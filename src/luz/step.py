@@ -17,7 +17,7 @@ from luz._hints import keyword_hints
 from luz.batch import batch_input, batch_target, call_model, describe, has_forward, is_keyed
 from luz.context import _default_step_opt  # the step a closure optimizer may replace
 from luz.errors import with_origin
-from luz.events import SkipEpoch, StopTraining
+from luz.events import LOOP_SIGNALS
 from luz.outputs import OutputLoss, prediction
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def train_step(ctx: Context) -> None:
     for name, opt in ctx.optimizers.items():
         try:  # free when nothing is raised (Python 3.11 zero-cost try): no per-step work
             ctx.pred = call_model(model, batch_input(ctx.batch))
-        except (StopTraining, SkipEpoch):
+        except LOOP_SIGNALS:
             raise
         except Exception as error:
             raise _forward_error(error, ctx) from error
@@ -168,7 +168,7 @@ def valid_step(ctx: Context) -> None:
         ctx.opt_name = name
         try:
             ctx.pred = call_model(model, batch_input(ctx.batch))
-        except (StopTraining, SkipEpoch):
+        except LOOP_SIGNALS:
             raise
         except Exception as error:
             raise _forward_error(error, ctx) from error
@@ -215,7 +215,7 @@ def compute_loss(ctx: Context, *, training: bool = True) -> torch.Tensor:
             check_same_shape(loss_fn, pred, target, ctx)
         try:
             loss = loss_fn(pred, target)
-        except (StopTraining, SkipEpoch):
+        except LOOP_SIGNALS:
             raise
         except Exception as error:
             raise _loss_error(error, pred, target, ctx) from error
@@ -293,7 +293,7 @@ def predict_batch(ctx: Context, predict_kwargs: dict[str, Any] | None = None) ->
             predict = getattr(model, "predict")  # noqa: B009 - nn.Module types attributes as Tensor
             return predict(ctx.input, **predict_kwargs) if predict_kwargs else predict(ctx.input)
         return prediction(call_model(model, ctx.input))
-    except (StopTraining, SkipEpoch):
+    except LOOP_SIGNALS:
         raise
     except Exception as error:
         raise _forward_error(error, ctx, phase="prediction") from error

@@ -10,9 +10,9 @@ import torch
 
 from luz.callbacks.base import Callback, check_callbacks
 from luz.errors import CallbackError, with_origin
-from luz.events import BREAKPOINTS, SkipEpoch, StopTraining
+from luz.events import BREAKPOINTS, LOOP_SIGNALS, StopTraining
 
-_PASS_THROUGH = (StopTraining, SkipEpoch, CallbackError)
+_PASS_THROUGH = (*LOOP_SIGNALS, CallbackError)
 _set_grad_enabled = torch._C._set_grad_enabled  # what torch.set_grad_enabled calls, without its object
 
 
@@ -111,15 +111,13 @@ class CallbackRunner:
                 for cb, fn in hooks:
                     try:
                         fn()
-                    except StopTraining as stop:  # Fitted.stop_reason names the callback
-                        if stop.raised_by is None:
-                            stop.raised_by = _display_name(cb)
-                        raise
-                    except _PASS_THROUGH:
-                        raise
                     except Exception as error:
-                        message = f"Error in callback {type(cb).__name__} at breakpoint '{name}'"
-                        raise with_origin(error, message, CallbackError) from error
+                        if not isinstance(error, _PASS_THROUGH):
+                            message = f"Error in callback {type(cb).__name__} at breakpoint '{name}'"
+                            raise with_origin(error, message, CallbackError) from error
+                        if isinstance(error, StopTraining) and error.raised_by is None:
+                            error.raised_by = _display_name(cb)  # Fitted.stop_reason names it
+                        raise
             finally:
                 if grad_was_on:
                     _set_grad_enabled(True)
