@@ -25,10 +25,13 @@ def test_every_field_is_documented() -> None:
     source = inspect.getsource(luz.Context)
     for name, _ in luz.Context.__annotations__.items():
         assert f"    {name}:" in source
-    props = [n for n, v in vars(luz.Context).items() if isinstance(v, property)]
-    assert {"device", "model", "optimizers", "opt", "opt_name", "iter", "records"} <= set(props)
-    for name in props:
-        assert vars(luz.Context)[name].__doc__, name
+    # Properties of the context and of the field groups it inherits (records, batch, checked fields).
+    props = {n: v for cls in luz.Context.__mro__ for n, v in vars(cls).items() if isinstance(v, property)}
+    assert {"device", "model", "optimizers", "opt", "opt_name", "iter", "records", "input", "target"} <= set(
+        props
+    )
+    for name, prop in props.items():
+        assert prop.__doc__, name
 
 
 def test_device_is_read_only() -> None:

@@ -31,7 +31,7 @@ LAYERS: dict[int, set[str]] = {
         "_dist.fsdp",
     },
     # L2 · shared state
-    2: {"context"},
+    2: {"_context_fields", "context"},
     # L3 · extension contracts
     3: {
         "callbacks.base",

@@ -120,3 +120,30 @@ def _replace(batch: Any, index: int, value: Any) -> Any:
         items.append(None)
     items[index] = value
     return tuple(items) if isinstance(batch, tuple) else items
+
+
+class BatchAccess:
+    """The batch part of `luz.context.Context`: ``ctx.input`` and ``ctx.target``, read from
+    (and written into) ``ctx.batch`` by the rules above."""
+
+    batch: Any
+
+    @property
+    def input(self) -> Any:
+        """The first element of ``batch`` (its ``"input"``/``"x"`` entry for a dict batch, the
+        batch itself for a loader that yields bare tensors); setting it replaces that element."""
+        return batch_input(self.batch)
+
+    @input.setter
+    def input(self, value: Any) -> None:
+        self.batch = with_input(self.batch, value)
+
+    @property
+    def target(self) -> Any:
+        """The second element of ``batch`` (or its ``"target"``/``"y"`` entry for a dict batch;
+        ``None`` if there is none, as for a bare-tensor batch)."""
+        return batch_target(self.batch)
+
+    @target.setter
+    def target(self, value: Any) -> None:
+        self.batch = with_target(self.batch, value)

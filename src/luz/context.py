@@ -12,15 +12,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from luz import records as _records
-from luz._validate import check_count, normalize_optimizers
-from luz.batch import batch_input, batch_target, with_input, with_target
+from luz._context_fields import CheckedFields
+from luz._validate import normalize_optimizers
+from luz.batch import BatchAccess
 from luz.events import check_breakpoint_name
-from luz.records import Records, new_records
+from luz.records import Records, RecordsAccess, new_records
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from luz._stream import TrainStream
     from luz.accelerator import Accelerator
     from luz.callbacks._runner import CallbackRunner
@@ -46,11 +44,7 @@ def _fire_nothing(name: str) -> None:
     return None
 
 
-def _check_epoch_count(value: object, argument: str) -> int:
-    return check_count(value, argument, wrong_type=ValueError)  # as for fit(epochs=) (SPEC §1)
-
-
-class Context:
+class Context(CheckedFields, RecordsAccess, BatchAccess):
     """State shared by the loop, the callbacks (``self.ctx``), metrics and the model (``self.ctx``).
 
     One context exists per `fit`, `evaluate` or `predict` call. Callbacks communicate through it;
@@ -203,111 +197,9 @@ class Context:
         self._forward_model = module
 
     @property
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """Optimizers by name. A bare optimizer is stored as ``{"opt": optimizer}``."""
-        return self._optimizers
-
-    @optimizers.setter
-    def optimizers(self, value: object) -> None:
-        self._optimizers = normalize_optimizers(value)
-        self._opt = None
-        self._opt_name = None
-
-    @property
-    def opt(self) -> torch.optim.Optimizer:
-        """The optimizer of the current step; falls back to the only optimizer."""
-        return self._opt if self._opt is not None else self._optimizers[self._only_optimizer("optimizer")]
-
-    @opt.setter
-    def opt(self, value: torch.optim.Optimizer | None) -> None:
-        self._opt = value
-
-    @property
-    def opt_name(self) -> str:
-        """Name of the current optimizer; falls back to the only optimizer's name."""
-        return self._opt_name if self._opt_name is not None else self._only_optimizer("optimizer name")
-
-    @opt_name.setter
-    def opt_name(self, value: str | None) -> None:
-        self._opt_name = value
-
-    def _only_optimizer(self, what: str) -> str:
-        if len(self._optimizers) == 1:
-            return next(iter(self._optimizers))
-        raise RuntimeError(
-            f"The current {what} has not been set and there are "
-            f"{len(self._optimizers)} optimizers ({', '.join(self._optimizers)})."
-        )
-
-    @property
-    def iter(self) -> int:
-        """The current batch number within the phase, 1-based."""
-        return self._iter
-
-    @iter.setter
-    def iter(self, value: int) -> None:
-        self._iter = check_count(value, "ctx.iter", minimum=None)
-
-    @property
-    def min_epochs(self) -> int:
-        """Minimum number of epochs (early stopping does not stop before it)."""
-        return self._min_epochs
-
-    @min_epochs.setter
-    def min_epochs(self, value: int) -> None:
-        value = _check_epoch_count(value, "min_epochs")
-        if value > self._max_epochs:
-            raise ValueError(f"`min_epochs` ({value}) is larger than `max_epochs` ({self._max_epochs}).")
-        self._min_epochs = value
-
-    @property
-    def max_epochs(self) -> int:
-        """Maximum number of epochs."""
-        return self._max_epochs
-
-    @max_epochs.setter
-    def max_epochs(self, value: int) -> None:
-        value = _check_epoch_count(value, "max_epochs")
-        if value < self._min_epochs:
-            raise ValueError(f"`max_epochs` ({value}) is smaller than `min_epochs` ({self._min_epochs}).")
-        self._max_epochs = value
-
-    @property
     def callbacks(self) -> list[Callback]:
         """The callbacks of this run, sorted by weight (read-only: pass them to fit)."""
         return self._callbacks
-
-    @property
-    def input(self) -> Any:
-        """The first element of ``batch`` (its ``"input"``/``"x"`` entry for a dict batch, the
-        batch itself for a loader that yields bare tensors); setting it replaces that element."""
-        return batch_input(self.batch)
-
-    @input.setter
-    def input(self, value: Any) -> None:
-        self.batch = with_input(self.batch, value)
-
-    @property
-    def target(self) -> Any:
-        """The second element of ``batch`` (or its ``"target"``/``"y"`` entry for a dict batch;
-        ``None`` if there is none, as for a bare-tensor batch)."""
-        return batch_target(self.batch)
-
-    @target.setter
-    def target(self, value: Any) -> None:
-        self.batch = with_target(self.batch, value)
-
-    @property
-    def records(self) -> Records:
-        """Metrics and timings logged so far (read-only: use ``log`` / ``log_metric``)."""
-        return self._records
-
-    @records.setter
-    def records(self, value: object) -> None:
-        raise AttributeError(
-            "`ctx.records` is read-only: use `ctx.log()` / `ctx.log_metric()`, or "
-            "`ctx.unsafe_set_records()` to replace everything."
-        )
 
     # -- methods ----------------------------------------------------------------------------
 
@@ -325,51 +217,6 @@ class Context:
         if self._runner is None:
             raise RuntimeError("This context has no runner: after_epoch_end() is for a running fit.")
         self._runner.after_epoch_end(action)
-
-    def log(self, what: str, set: str, value: Any, index: int | None = None, *, append: bool = True) -> None:
-        """Record ``value`` at ``records[what][set]``.
-
-        Args:
-            what: top-level key (``"metrics"``, ``"profile"`` or your own).
-            set: second-level key (e.g. ``"train"``).
-            value: the value to store.
-            index: 1-based position (an epoch, say); ``None`` appends.
-            append: when the position holds a dict and ``value`` is a dict, merge into it
-                instead of replacing.
-        """
-        _records.log(self._records, what, set, value, index, append=append)
-
-    def log_metric(self, name: str, value: float | dict[str, float]) -> None:
-        """Record a metric value for the current epoch in the current set (train or valid)."""
-        _records.log(
-            self._records, "metrics", "train" if self.training else "valid", {name: value}, self.epoch
-        )
-
-    def get_log(self, what: str, set: str, index: int | None = None) -> Any:
-        """The entry at 1-based ``index`` (default: the last), or ``None`` if absent."""
-        return _records.get_log(self._records, what, set, index)
-
-    def get_metrics(self, set: str, epoch: int | None = None) -> dict[str, Any] | None:
-        """The ``{name: value}`` metrics of ``set`` at ``epoch`` (default: the last epoch)."""
-        result = self.get_log("metrics", set, epoch)
-        return result if result else None
-
-    def get_metric(self, name: str, set: str, epoch: int | None = None) -> Any:
-        """One metric value of ``set`` at ``epoch`` (default: the last), or ``None``."""
-        metrics = self.get_metrics(set, epoch)
-        return None if metrics is None else metrics.get(name)
-
-    def get_formatted_metrics(self, set: str, epoch: int | None = None) -> dict[str, str]:
-        """Metric values of ``set`` at ``epoch`` formatted for display (4 decimals)."""
-        return {k: _records.format_value(v) for k, v in (self.get_metrics(set, epoch) or {}).items()}
-
-    def get_metrics_df(self) -> pd.DataFrame:
-        """All metrics as a DataFrame with columns ``set, metric, epoch, value``."""
-        return _records.metrics_frame(self._records)
-
-    def unsafe_set_records(self, records: Records) -> None:
-        """Replace all records (used when resuming from a checkpoint)."""
-        self._records = _records.merged_with_defaults(records)
 
     def clean(self) -> None:
         """Drop transient state, tear the callbacks down and unbind from the model once a run is over."""

@@ -191,3 +191,70 @@ def evaluation_frame(records: Records) -> pd.DataFrame:
     rows = [(metric, value) for _, metric, _, value in metric_rows(records)]
     frame: pd.DataFrame = pd.DataFrame(rows, columns=["metric", "value"])
     return frame
+
+
+# -- the records API of the context -----------------------------------------------------------
+
+
+class RecordsAccess:
+    """The records part of `luz.context.Context`: ``ctx.records`` (read-only), ``ctx.log``,
+    ``ctx.log_metric`` and the readers; the epoch and phase come from the context."""
+
+    _records: Records
+    epoch: int
+    training: bool
+
+    @property
+    def records(self) -> Records:
+        """Metrics and timings logged so far (read-only: use ``log`` / ``log_metric``)."""
+        return self._records
+
+    @records.setter
+    def records(self, value: object) -> None:
+        raise AttributeError(
+            "`ctx.records` is read-only: use `ctx.log()` / `ctx.log_metric()`, or "
+            "`ctx.unsafe_set_records()` to replace everything."
+        )
+
+    def log(self, what: str, set: str, value: Any, index: int | None = None, *, append: bool = True) -> None:
+        """Record ``value`` at ``records[what][set]``.
+
+        Args:
+            what: top-level key (``"metrics"``, ``"profile"`` or your own).
+            set: second-level key (e.g. ``"train"``).
+            value: the value to store.
+            index: 1-based position (an epoch, say); ``None`` appends.
+            append: when the position holds a dict and ``value`` is a dict, merge into it
+                instead of replacing.
+        """
+        log(self._records, what, set, value, index, append=append)
+
+    def log_metric(self, name: str, value: float | dict[str, float]) -> None:
+        """Record a metric value for the current epoch in the current set (train or valid)."""
+        log(self._records, "metrics", "train" if self.training else "valid", {name: value}, self.epoch)
+
+    def get_log(self, what: str, set: str, index: int | None = None) -> Any:
+        """The entry at 1-based ``index`` (default: the last), or ``None`` if absent."""
+        return get_log(self._records, what, set, index)
+
+    def get_metrics(self, set: str, epoch: int | None = None) -> dict[str, Any] | None:
+        """The ``{name: value}`` metrics of ``set`` at ``epoch`` (default: the last epoch)."""
+        result = self.get_log("metrics", set, epoch)
+        return result if result else None
+
+    def get_metric(self, name: str, set: str, epoch: int | None = None) -> Any:
+        """One metric value of ``set`` at ``epoch`` (default: the last), or ``None``."""
+        metrics = self.get_metrics(set, epoch)
+        return None if metrics is None else metrics.get(name)
+
+    def get_formatted_metrics(self, set: str, epoch: int | None = None) -> dict[str, str]:
+        """Metric values of ``set`` at ``epoch`` formatted for display (4 decimals)."""
+        return {k: format_value(v) for k, v in (self.get_metrics(set, epoch) or {}).items()}
+
+    def get_metrics_df(self) -> pd.DataFrame:
+        """All metrics as a DataFrame with columns ``set, metric, epoch, value``."""
+        return metrics_frame(self._records)
+
+    def unsafe_set_records(self, records: Records) -> None:
+        """Replace all records (used when resuming from a checkpoint)."""
+        self._records = merged_with_defaults(records)
