@@ -55,8 +55,11 @@ LAYERS: dict[int, set[str]] = {
         "_persist.rng",
         "_persist.verify",
         "_persist.sharded",
+        "_persist.sharded_read",
+        "_persist.model_file",
         "_dist.run_state",
         "_persist.checkpoint",
+        "_persist.restore",
     },
     # L6 · the loop
     6: {"step", "loop"},

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import luz
-from luz._persist import sharded
+from luz._persist import sharded, sharded_read
 from luz._persist.checkpoint import new_checkpoint, write_checkpoint
 from luz.serialization import read_checkpoint
 from tests.test_distributed import assert_ok, load, torchrun
@@ -148,7 +148,7 @@ def test_dcp_metadata_is_read_without_running_code(
 ) -> None:
     (tmp_path / ".metadata").write_bytes(pickle.dumps(_Payload()))
     with pytest.raises(ValueError, match=r"'where'.*sharded metadata.*refusing to rebuild builtins\.print"):
-        sharded.read_metadata(tmp_path, "'where'")
+        sharded_read.read_metadata(tmp_path, "'where'")
     assert "code ran" not in capsys.readouterr().out
 
 

@@ -196,7 +196,7 @@ def test_resume_without_restoring_rng_would_differ(tmp_path: Path, monkeypatch: 
     fail = FailOnce(epoch=3, breakpoint="on_train_batch_begin", iteration=2)
     with pytest.raises(RuntimeError):
         _run(tmp_path / "state.pt", fail)
-    monkeypatch.setattr("luz._persist.checkpoint.set_rng_state", lambda *args, **kwargs: None)
+    monkeypatch.setattr("luz._persist.restore.set_rng_state", lambda *args, **kwargs: None)
     _, callbacks = resumed = _run(tmp_path / "state.pt", fail)
     assert not reference[0].get_metrics().equals(resumed[0].get_metrics())
     assert reference[1][2].trace[-5:] != callbacks[2].trace[-5:]

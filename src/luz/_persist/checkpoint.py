@@ -22,20 +22,17 @@ import torch
 from torch.utils.data import RandomSampler
 
 from luz._dist.collectives import any_rank
-from luz._dist.fsdp import is_sharded, local_all_finite
+from luz._dist.fsdp import local_all_finite
 from luz._dist.run_state import (
-    position_to_restore,
     rank_states,
-    restore_sampler_seed,
-    rng_to_restore,
     shards_state,
 )
-from luz._persist import sharded
+from luz._persist import sharded, sharded_read
 from luz._persist.atomic import atomic_write_with
 from luz._persist.digest import ALGORITHM, content_digest
 from luz._persist.plain import plain
-from luz._persist.rng import get_rng_state, set_rng_state
-from luz._persist.verify import check_against_fit, check_rng, check_run_shape, check_structure, restoring
+from luz._persist.rng import get_rng_state
+from luz._persist.verify import check_run_shape, check_structure
 from luz.accelerator import is_writer, unwrap_loader
 
 if TYPE_CHECKING:
@@ -80,10 +77,10 @@ def checkpoint_state(ctx: Context) -> dict[str, Any]:
         optimizers={name: plain(state, f"optimizer {name!r}") for name, state in optimizers.items()},
         records=plain(ctx.records, "ctx.records"),
         callbacks=callbacks,
-        rng=get_rng_state(_loaders(ctx)),
+        rng=get_rng_state(run_loaders(ctx)),
         run=run_shape(ctx),
         **_stream_state(ctx),
-        **rank_states(ctx, _loaders(ctx)),
+        **rank_states(ctx, run_loaders(ctx)),
     )
 
 
@@ -176,13 +173,6 @@ def checkpoint_of_parts(epoch: int | None, parts: dict[str, Any]) -> dict[str, A
     )
 
 
-def _restore_rng(ctx: Context, state: dict[str, Any], rng: Any) -> None:
-    restore_sampler_seed(ctx, state)
-    set_rng_state(rng, _loaders(ctx))
-    if ctx.train_stream is not None and "stream" in state:
-        ctx.train_stream.load_state_dict(position_to_restore(ctx, state))
-
-
 def leftover_grads(ctx: Context) -> dict[str, torch.Tensor]:
     """Gradients still held by parameters between epochs. The default step zeroes only the
     stepped optimizer's gradients, so with several optimizers the others' gradients carry over
@@ -190,13 +180,9 @@ def leftover_grads(ctx: Context) -> dict[str, torch.Tensor]:
     return {name: p.grad for name, p in ctx.model.named_parameters() if p.grad is not None}
 
 
-def _restore_grads(ctx: Context, grads: dict[str, torch.Tensor]) -> None:
-    for name, param in ctx.model.named_parameters():
-        saved = grads.get(name)
-        param.grad = None if saved is None else saved.to(param.device).clone()
-
-
-def _loaders(ctx: Context) -> dict[str, Any]:
+def run_loaders(ctx: Context) -> dict[str, Any]:
+    """The run's loaders by role (``train``, ``valid``), those it has: whose random streams a
+    checkpoint holds."""
     loaders = {"train": ctx.train_data, "valid": ctx.valid_data}
     return {role: loader for role, loader in loaders.items() if loader is not None}
 
@@ -280,7 +266,7 @@ def _read_sharded(path: Path) -> dict[str, Any]:
             "checkpoint file, or a directory that a sharded (strategy='fsdp') fit wrote."
         )
     state = read_checkpoint(manifest)
-    sharded.check_files(state, path)
+    sharded_read.check_files(state, path)
     state["sharded"]["directory"] = str(path)
     return state
 
@@ -322,129 +308,3 @@ def all_finite(state_dict: dict[str, Any]) -> bool:
         if floating and not bool(torch.isfinite(value).all()):  # a host sync per tensor, at save time
             return False
     return True
-
-
-def load_checkpoint_into_context(
-    ctx: Context,
-    source: str | os.PathLike[str] | dict[str, Any],
-    *,
-    restore_model_state: bool = True,
-    restore_optimizer_state: bool = True,
-    restore_records: bool = True,
-    restore_callbacks_state: bool = True,
-    restore_rng: bool = True,
-    name: str | None = None,
-) -> dict[str, Any]:
-    """Put a checkpoint (a path or an already-read dict) back into a running fit.
-
-    Every part to restore is checked first (present, well-formed, and fitting this model, its
-    optimizers and data loaders), so a bad checkpoint is a ``ValueError`` naming the file
-    (``name`` for a dict source) and the part, and nothing is restored. Optimizers are matched
-    by name and callbacks with state by class name in order; any mismatch is a ``ValueError``
-    naming both lists. Returns the checkpoint dict.
-    """
-    if isinstance(source, dict):
-        state, file = source, repr(name) if name is not None else "(a checkpoint dict)"
-    else:
-        state, file = read_checkpoint(source), repr(str(source))
-    rng = rng_to_restore(ctx, state) if restore_rng else None
-    restore_shards = None
-    if "sharded" not in state and is_sharded(ctx.model) and restore_optimizer_state:
-        raise ValueError(
-            f"Cannot restore the optimizer state of checkpoint {file} into a sharded model "
-            "(strategy='fsdp'): it is a single file, written by a run that was not sharded. "
-            "Resume it with the strategy that wrote it, or load only its weights "
-            "(ResumeFromCheckpoint(path) without restore_optimizer_state)."
-        )
-    if "sharded" in state:  # checked (keys, shapes, files) before anything is restored
-        restore_shards = sharded.check_shards(
-            ctx.model, ctx.optimizers, state, model=restore_model_state, optimizers=restore_optimizer_state
-        )
-    check_against_fit(
-        ctx,
-        state,
-        file,
-        model=restore_model_state and restore_shards is None,
-        optimizers=restore_optimizer_state and restore_shards is None,
-        records=restore_records,
-        callbacks=restore_callbacks_state,
-        rng=restore_rng,
-        rng_state=rng,
-    )
-    if restore_rng and ctx.train_stream is not None and "stream" in state:
-        pass_state = position_to_restore(ctx, state).get("pass_state")
-        if pass_state is not None:  # put back when the resumed pass restarts: check it now
-            check_rng(pass_state, file, {"train": ctx.train_data}, part="stream['pass_state']")
-    if restore_callbacks_state:
-        _check_callbacks(ctx, state["callbacks"], file)
-    if restore_shards is not None:
-        with restoring(file, "sharded"):
-            restore_shards()
-    if restore_model_state and restore_shards is None:
-        with restoring(file, "model"):
-            if is_sharded(ctx.model):  # full weights (every rank read them) into the shards
-                _load_full_weights(ctx.model, state["model"])
-            else:
-                ctx.model.load_state_dict(state["model"])
-                _restore_grads(ctx, state.get("grads", {}))
-    if restore_optimizer_state and restore_shards is None:
-        with restoring(file, "optimizers"):
-            _restore_optimizers(ctx, state["optimizers"])
-    if restore_callbacks_state:
-        with restoring(file, "callbacks"):
-            _restore_callbacks(ctx, state["callbacks"])
-    if restore_records:
-        with restoring(file, "records"):
-            ctx.unsafe_set_records(state["records"])
-    if restore_rng:
-        with restoring(file, "rng"):
-            _restore_rng(ctx, state, rng)
-    return state
-
-
-def _load_full_weights(model: torch.nn.Module, weights: dict[str, Any]) -> None:
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-    set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True))
-
-
-def _restore_optimizers(ctx: Context, saved: dict[str, Any]) -> None:
-    for name, opt in ctx.optimizers.items():
-        opt.load_state_dict(saved[name])
-
-
-def match_callbacks(ctx: Context, saved: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Any]] | None:
-    """Each saved callback entry with this run's stateful callback at the same place, or
-    ``None`` when their classes (in order) differ."""
-    current = stateful_callbacks(ctx)
-    if [entry["class"] for entry in saved] != [type(cb).__qualname__ for _, cb in current]:
-        return None
-    return [(entry, cb) for entry, (_, cb) in zip(saved, current, strict=True)]
-
-
-def _check_callbacks(
-    ctx: Context, saved: list[dict[str, Any]], file: str
-) -> list[tuple[dict[str, Any], Any]]:
-    pairs = match_callbacks(ctx, saved)
-    if pairs is None:
-        saved_names = [f"{entry['class']}@{entry['position']}" for entry in saved]
-        current_names = [f"{type(cb).__qualname__}@{i}" for i, cb in stateful_callbacks(ctx)]
-        raise ValueError(
-            f"Cannot restore callback states from {file}: the checkpoint has stateful callbacks "
-            f"{saved_names} (class@position) but this run has {current_names}. Resume with the "
-            "same callbacks, or pass restore_callbacks_state=False."
-        )
-    for entry, cb in pairs:
-        if entry["state"] is not None and not callable(getattr(cb, "load_state_dict", None)):
-            raise ValueError(
-                f"Cannot restore the state of callback {type(cb).__qualname__}: it has a "
-                "state_dict() but no load_state_dict() method."
-            )
-    return pairs
-
-
-def _restore_callbacks(ctx: Context, saved: list[dict[str, Any]]) -> None:
-    for entry, cb in match_callbacks(ctx, saved) or []:
-        load = getattr(cb, "load_state_dict", None)
-        if entry["state"] is not None and load is not None:
-            load(entry["state"])

@@ -18,13 +18,12 @@ from luz._persist.checkpoint import (
     checkpoint_of_parts,
     checkpoint_state,
     commit_checkpoint,
-    load_checkpoint_into_context,
-    match_callbacks,
     model_finite,
     model_parts,
     read_checkpoint,
     write_checkpoint,
 )
+from luz._persist.restore import load_checkpoint_into_context, match_callbacks
 from luz._validate import check_flag, check_output_file
 from luz.callbacks.monitor import SETS, MonitorCallback, flat_metric_value, monitor_names
 

@@ -18,10 +18,10 @@ from luz._persist.checkpoint import (
     check_run,
     checkpoint_state,
     commit_checkpoint,
-    load_checkpoint_into_context,
     model_finite,
     read_checkpoint,
 )
+from luz._persist.restore import load_checkpoint_into_context
 from luz._persist.sharded import (
     checkpoint_exists,
     is_sharded_checkpoint,
