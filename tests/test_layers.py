@@ -90,7 +90,7 @@ LAYERS: dict[int, set[str]] = {
         "reporting",
     },
     # L8 · specification and results
-    8: {"module", "results"},
+    8: {"_module_checks", "module", "results"},
     # L9 · entry points
     9: {"", "_run_setup", "run", "serialization", "lr_finder"},
 }

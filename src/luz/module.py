@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -11,10 +10,20 @@ import torch
 from torch import nn
 
 from luz._hints import keras_hints
-from luz._validate import check_real, normalize_optimizers
-from luz.errors import with_origin
+from luz._module_checks import (
+    build_error,
+    check_callable,
+    check_loss,
+    check_module,
+    check_numeric_hparam,
+    check_optimizer_params,
+    check_param_groups,
+    name_of,
+    signature_accepts,
+)
+from luz._validate import normalize_optimizers
 from luz.metrics.set import MetricSet, as_metric_set
-from luz.outputs import OUTPUT, OutputLoss
+from luz.outputs import OutputLoss
 from luz.reporting import count_parameters, render_fields_html
 
 if TYPE_CHECKING:
@@ -25,10 +34,6 @@ ModuleSpec = type[nn.Module] | nn.Module | Callable[..., nn.Module]
 LossSpec = Callable[..., torch.Tensor] | Literal["output"]
 """A loss function ``(pred, target) -> scalar tensor``, or ``"output"``: the loss the model
 returns (the ``loss`` field of its output, as Hugging Face models give it)."""
-
-
-def _name(obj: object) -> str:
-    return getattr(obj, "__qualname__", None) or type(obj).__name__
 
 
 def _defines(module: object, method: str) -> bool | None:
@@ -85,57 +90,11 @@ def no_loss_error(module: object) -> ValueError:
     """The error for a module with no loss, naming the three ways to give one."""
     owner = type(module) if isinstance(module, nn.Module) else module
     return ValueError(
-        f"No loss for {_name(owner)}: "
+        f"No loss for {name_of(owner)}: "
         "pass `loss=` to luz.setup() (e.g. nn.CrossEntropyLoss()), define a `loss(pred, target)` "
         "method on the module, or define a custom `step()` method that computes the loss and "
         "optimises itself."
     )
-
-
-def _check_module(module: object) -> ModuleSpec:
-    if isinstance(module, nn.Module):
-        return module
-    if isinstance(module, type) and not issubclass(module, nn.Module):
-        raise TypeError(
-            f"`module` must be a torch.nn.Module subclass (or a function returning a module), got "
-            f"the class {module.__name__}."
-        )
-    if not callable(module):
-        raise TypeError(
-            f"`module` must be a torch.nn.Module subclass, a module instance or a function "
-            f"returning a module; got {module!r} ({type(module).__name__})."
-        )
-    return module
-
-
-def _check_loss(loss: object) -> None:
-    if isinstance(loss, str):
-        if loss != OUTPUT:
-            raise TypeError(
-                f"`loss` as a string must be 'output' (the loss the model returns, as Hugging Face "
-                f"transformers models do when the batch holds labels), got {loss!r}. Pass 'output' "
-                "or a loss function such as nn.CrossEntropyLoss()."
-            )
-        return
-    expected = "a callable (pred, target) -> scalar tensor, e.g. nn.MSELoss(), or 'output'"
-    _check_callable(loss, "loss", expected)
-
-
-def _check_callable(value: object, argument: str, expected: str) -> None:
-    if value is None:
-        return
-    if isinstance(value, type) and issubclass(value, nn.Module):
-        raise TypeError(
-            f"`{argument}` got the class {value.__name__}; did you forget to instantiate it? "
-            f"Pass {value.__name__}() instead."
-        )
-    if isinstance(value, torch.optim.Optimizer):
-        raise TypeError(
-            f"`{argument}` got an optimizer instance; pass the optimizer class (e.g. "
-            "torch.optim.Adam) and its hyper-parameters with set_opt_hparams(lr=...)."
-        )
-    if not callable(value):
-        raise TypeError(f"`{argument}` must be {expected}, got {value!r} ({type(value).__name__}).")
 
 
 def setup(
@@ -174,9 +133,9 @@ def setup(
         >>> model = luz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD)
         >>> model = model.set_hparams(in_features=3, out_features=1).set_opt_hparams(lr=0.1)
     """
-    module = _check_module(module)
-    _check_loss(loss)
-    _check_callable(optimizer, "optimizer", "an optimizer class such as torch.optim.Adam")
+    module = check_module(module)
+    check_loss(loss)
+    check_callable(optimizer, "optimizer", "an optimizer class such as torch.optim.Adam")
     if backward is not None and not callable(backward):
         raise TypeError(
             f"`backward` must be a function taking the loss, got {backward!r} ({type(backward).__name__})."
@@ -185,7 +144,7 @@ def setup(
         raise no_loss_error(module)
     if optimizer is None and _defines(module, "set_optimizers") is False:
         raise ValueError(
-            f"No optimizer for {_name(module)}: pass `optimizer=` to setup() (e.g. "
+            f"No optimizer for {name_of(module)}: pass `optimizer=` to setup() (e.g. "
             "torch.optim.Adam), or define a `set_optimizers(**opt_hparams)` method on the module "
             "returning an optimizer or a dict of named optimizers."
         )
@@ -247,7 +206,7 @@ class LuzModule:
                 ``weight_decay``, ``eps``, ``betas``) that is not a finite non-negative number.
         """
         for name, value in opt_hparams.items():
-            _check_numeric_hparam(value, name, name, "set_opt_hparams")
+            check_numeric_hparam(value, name, name, "set_opt_hparams")
         return self._replace(opt_hparams=opt_hparams)
 
     # -- building -------------------------------------------------------------------------
@@ -259,14 +218,14 @@ class LuzModule:
         try:
             model = self.module(**self.hparams)
         except TypeError as error:
-            if not _signature_accepts(self.module, self.hparams):
+            if not signature_accepts(self.module, self.hparams):
                 raise TypeError(
-                    f"Could not build {_name(self.module)} with hparams {self.hparams}: {error}. "
+                    f"Could not build {name_of(self.module)} with hparams {self.hparams}: {error}. "
                     "Check .set_hparams(...) against the module's __init__ arguments."
                 ) from error
-            raise _build_error(error, self.module, self.hparams, TypeError) from error
+            raise build_error(error, self.module, self.hparams, TypeError) from error
         except (ValueError, RuntimeError) as error:  # torch's "negative dimension" is a RuntimeError
-            raise _build_error(error, self.module, self.hparams, ValueError) from error
+            raise build_error(error, self.module, self.hparams, ValueError) from error
         if not isinstance(model, nn.Module):
             raise TypeError(f"`module` returned {type(model).__name__}, expected a torch.nn.Module.")
         return model
@@ -281,8 +240,8 @@ class LuzModule:
                     "Check the module's __init__ registers its layers as attributes."
                 )
             optimizers = normalize_optimizers(self.optimizer(params, **self.opt_hparams))
-            _check_optimizer_params(model, optimizers)  # a factory may ignore `params`
-            _check_param_groups(optimizers)
+            check_optimizer_params(model, optimizers)  # a factory may ignore `params`
+            check_param_groups(optimizers)
             return optimizers
         set_optimizers = getattr(model, "set_optimizers", None)
         if not callable(set_optimizers):
@@ -291,8 +250,8 @@ class LuzModule:
                 "define a `set_optimizers(**opt_hparams)` method."
             )
         optimizers = normalize_optimizers(set_optimizers(**self.opt_hparams))
-        _check_optimizer_params(model, optimizers)
-        _check_param_groups(optimizers)
+        check_optimizer_params(model, optimizers)
+        check_param_groups(optimizers)
         return optimizers
 
     def loss_fn(self, model: nn.Module) -> Callable[..., torch.Tensor] | None:
@@ -353,7 +312,7 @@ class LuzModule:
         else:
             parameters = "counted when fit builds the model"  # building it here would run user code
         return [
-            ("module", _name(self.module)),
+            ("module", name_of(self.module)),
             ("parameters", parameters),
             ("loss", _describe(self.loss, self._own_loss())),
             ("optimizer", _describe(self.optimizer, "module.set_optimizers()")),
@@ -377,68 +336,4 @@ def _describe(value: object, fallback: str) -> str:
         return repr(OutputLoss())
     if isinstance(value, nn.Module):
         return repr(value)
-    return _name(value)
-
-
-def _build_error(
-    error: Exception, module: object, hparams: Mapping[str, Any], base: type[Exception]
-) -> Exception:
-    """``error`` (raised while building ``module(**hparams)``) re-raised naming the hparams, as
-    an instance of ``base`` and of ``type(error)``."""
-    given = ", ".join(f"{k}={v!r}" for k, v in hparams.items()) or "no hparams"
-    message = (
-        f"Could not build {_name(module)} from the hparams given to .set_hparams() ({given}); "
-        "check their values against what the module's __init__ expects (sizes must be positive "
-        "integers, for example). The module said"
-    )
-    return with_origin(error, message, base)
-
-
-def _signature_accepts(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> bool:
-    try:
-        inspect.signature(fn).bind(**kwargs)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _check_optimizer_params(model: nn.Module, optimizers: Mapping[str, torch.optim.Optimizer]) -> None:
-    own = {id(p) for p in model.parameters()}
-    for name, opt in optimizers.items():
-        for group in opt.param_groups:
-            if any(id(p) not in own for p in group["params"]):
-                raise ValueError(
-                    f"Optimizer {name!r} holds parameters that are not the model's, so training "
-                    "would not change the model. Build it from the parameters luz passes to "
-                    "`optimizer=`, or in set_optimizers() from self.parameters() (or a "
-                    "submodule's parameters)."
-                )
-
-
-# The numeric hyper-parameters torch's optimizers share: each must be a finite number >= 0
-# (``betas`` a pair of numbers in [0, 1)). torch checks some only at the first step, some with
-# a message that does not name the argument, and lets ``lr=inf`` train to NaN.
-_NUMERIC_OPT_HPARAMS = frozenset({"lr", "momentum", "weight_decay", "eps"})
-
-
-def _check_numeric_hparam(value: object, key: str, argument: str, where: str) -> None:
-    hint = f"Pass a number, e.g. {where}(lr=1e-3)." if key == "lr" else f"Fix `{key}` in {where}()."
-    if key in _NUMERIC_OPT_HPARAMS:
-        check_real(value, argument, minimum=0.0, hint=hint)
-    elif key == "betas":
-        pair = "a pair of numbers in [0, 1), e.g. (0.9, 0.999)"
-        if not isinstance(value, tuple | list) or len(value) != 2:
-            raise TypeError(f"`{argument}` must be {pair}, got {value!r} ({type(value).__name__}). {hint}")
-        for i, beta in enumerate(value):
-            check_real(beta, f"{argument}[{i}]", minimum=0.0, below=1.0, hint=hint)
-
-
-def _check_param_groups(optimizers: Mapping[str, torch.optim.Optimizer]) -> None:
-    """Check the numeric hyper-parameters each param group holds, once per fit before any step
-    (a factory such as ``functools.partial(Adam, lr=math.inf)`` bypasses `set_opt_hparams`)."""
-    for name, opt in optimizers.items():
-        for index, group in enumerate(opt.param_groups):
-            for key in _NUMERIC_OPT_HPARAMS | {"betas"}:
-                if key in group:
-                    argument = f"{key} of optimizer {name!r} (param group {index})"
-                    _check_numeric_hparam(group[key], key, argument, "set_opt_hparams")
+    return name_of(value)
