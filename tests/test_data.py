@@ -1,4 +1,5 @@
-"""`as_dataloader`, datasets, the validation split and loader options."""
+"""luz.data: `as_dataloader` and `as_dataset` on every kind of data people have, the registry of
+converters, the dtype rule, and real data trained like a hand-written loop over it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 import luz
-from luz._loaders import eval_loader, split_valid, training_loader, warn_non_finite
+from luz._loaders import eval_loader, split_valid, training_loader
 from luz.callbacks import NaNGuard
 from luz.data import TensorBatchDataset, as_dataset
 
@@ -151,78 +152,6 @@ def test_as_dataset() -> None:
         as_dataset("x")
 
 
-def test_training_loader_defaults() -> None:
-    x = torch.arange(70)
-    torch.manual_seed(0)
-    batches = [b[0] for b in training_loader(x, None)]
-    assert len(batches) == 2  # drop_last
-    assert not torch.equal(torch.cat(batches), x[:64])  # shuffled
-    kept = [b[0] for b in training_loader(x, {"shuffle": False, "drop_last": False, "batch_size": 7})]
-    assert torch.equal(torch.cat(kept), x)
-
-
-def test_eval_loader_never_shuffles() -> None:
-    x = torch.arange(70)
-    loaded = torch.cat([b[0] for b in eval_loader(x, {"shuffle": True}, role="validation")])
-    assert torch.equal(loaded, x)
-    with pytest.warns(UserWarning, match="ignored for predictions"):
-        loaded = torch.cat([b[0] for b in eval_loader(x, {"shuffle": True}, role="prediction")])
-    assert torch.equal(loaded, x)
-    with pytest.warns(UserWarning, match="already a dataloader"):
-        eval_loader(luz.as_dataloader(x), {"batch_size": 2}, role="prediction")
-
-
-def test_split_valid_sizes_and_disjointness() -> None:
-    x = torch.arange(103)
-    train, valid = split_valid(x, 0.2)
-    assert len(valid) == 20 and len(train) == 83
-    tx = torch.cat([b[0] for b in luz.as_dataloader(train)])
-    vx = torch.cat([b[0] for b in luz.as_dataloader(valid)])
-    assert sorted(torch.cat([tx, vx]).tolist()) == list(range(103))
-    assert torch.equal(tx, tx.sort().values)  # keeps the original order
-
-
-def test_split_valid_on_a_dataset() -> None:
-    train, valid = split_valid(Images(50), 0.1)
-    assert len(train) == 45 and len(valid) == 5
-    assert shapes(luz.as_dataloader(valid)) == [[(5, 10, 10), (5, 1)]]
-
-
-@pytest.mark.parametrize("fraction", [0, 1, 2, -0.5, 1.0, True, "0.2"])
-def test_split_valid_bad_fraction(fraction: Any) -> None:
-    with pytest.raises(ValueError, match="float in \\(0, 1\\)") as info:
-        split_valid(torch.arange(10), fraction)
-    assert repr(fraction) in str(info.value)
-
-
-def test_split_valid_rejects_loaders_and_streams() -> None:
-    with pytest.raises(ValueError, match="DataLoader"):
-        split_valid(luz.as_dataloader(torch.arange(10)), 0.5)
-    with pytest.raises(ValueError, match="IterableDataset"):
-        split_valid(Stream(), 0.5)
-
-
-def test_a_sampler_in_the_options_replaces_the_shuffle_default() -> None:
-    from torch.utils.data import WeightedRandomSampler
-
-    x, y = torch.randn(40, 3), torch.randn(40, 1)
-    sampler = WeightedRandomSampler(torch.ones(40), 40)
-    loader = training_loader((x, y), {"sampler": sampler, "batch_size": 8})
-    assert loader.sampler is sampler
-    assert len(list(loader)) == 5
-
-
-def test_a_batch_sampler_in_the_options_replaces_batch_size_and_drop_last() -> None:
-    from torch.utils.data import BatchSampler, SequentialSampler
-
-    x, y = torch.randn(40, 3), torch.randn(40, 1)
-    batches = BatchSampler(SequentialSampler(range(40)), batch_size=6, drop_last=False)
-    loader = training_loader((x, y), {"batch_sampler": batches})
-    sizes = [xb.shape[0] for xb, _ in loader]
-    assert sizes == [6, 6, 6, 6, 6, 6, 4]
-    assert torch.equal(next(iter(loader))[0], x[:6])
-
-
 def test_a_user_collate_fn_gets_samples_from_tensor_data() -> None:
     from torch.utils.data import default_collate
 
@@ -248,17 +177,6 @@ def test_numpy_numbers_are_accepted_for_epochs_and_fractions() -> None:
         (x, y), epochs=np.int64(2), valid_data=np.float32(0.2), verbose=False
     )
     assert len(fitted.records["metrics"]["valid"]) == 2
-
-
-def test_dataloader_with_options_messages_say_already_a_dataloader() -> None:
-    # R's tests match "already a dataloader" case-sensitively (inventory §7.3)
-    dl = luz.as_dataloader(torch.arange(10))
-    with pytest.raises(ValueError, match="already a dataloader") as info:
-        training_loader(dl, {"batch_size": 2})
-    assert "`dataloader_options` (batch_size)" in str(info.value) and "`data`" in str(info.value)
-    with pytest.warns(UserWarning, match="already a dataloader") as record:
-        assert eval_loader(dl, {"batch_size": 2}, role="validation") is dl
-    assert "validation data" in str(record[0].message)
 
 
 class Rows:
@@ -363,54 +281,6 @@ def test_fit_and_predict_with_a_user_converter_taking_only_x() -> None:
     assert fitted.predict(PlainRows(25)).shape == (25, 1)
 
 
-@pytest.mark.parametrize(
-    ("options", "shown"), [([1], "list [1]"), ("batch_size", "str 'batch_size'"), (32, "int 32")]
-)
-def test_dataloader_options_must_be_a_mapping(options: Any, shown: str) -> None:
-    for build in (
-        lambda: training_loader(torch.arange(4), options),
-        lambda: eval_loader(torch.arange(4), options, role="prediction"),
-    ):
-        with pytest.raises(
-            TypeError, match="`dataloader_options` must be a dict of DataLoader arguments"
-        ) as info:
-            build()
-        assert f"got {shown}" in str(info.value)
-
-
-def test_unknown_dataloader_options_name_the_keys_and_valid_ones() -> None:
-    for build in (
-        lambda o: training_loader((torch.ones(4, 2), torch.ones(4)), o),
-        lambda o: eval_loader(Images(4), o, role="validation"),
-    ):
-        with pytest.raises(
-            TypeError, match="`dataloader_options` has keys DataLoader does not accept: 'nope'"
-        ) as info:
-            build({"nope": 1, "batch_size": 2})
-        assert "batch_size" in str(info.value) and "num_workers" in str(info.value)
-        assert "unexpected keyword" not in str(info.value)
-
-
-def test_unknown_dataloader_options_from_fit_predict_evaluate() -> None:
-    from types import MappingProxyType
-
-    from torch import nn
-
-    x, y = torch.randn(20, 2), torch.randn(20, 1)
-    module = luz.setup(nn.Linear, loss=nn.MSELoss(), optimizer=torch.optim.SGD).set_hparams(
-        in_features=2, out_features=1
-    )
-    with pytest.raises(TypeError, match="'nope'"):
-        module.fit((x, y), epochs=1, verbose=False, dataloader_options={"nope": 1})
-    fitted = module.fit(
-        (x, y), epochs=1, verbose=False, dataloader_options=MappingProxyType({"batch_size": 5})
-    )
-    with pytest.raises(TypeError, match="'nope'"):
-        fitted.predict(x, dataloader_options={"nope": 1})
-    with pytest.raises(TypeError, match="must be a dict"):
-        fitted.evaluate((x, y), dataloader_options=[("batch_size", 5)])  # type: ignore[arg-type]
-
-
 def test_nested_tuples_batch_with_the_same_nesting() -> None:
     xa, xb, y = torch.randn(70, 3), np.ones((70, 2)), torch.arange(70)
     dl = luz.as_dataloader(((xa, [xb]), y), batch_size=32)
@@ -471,48 +341,6 @@ def test_two_input_model_fits_on_nested_tuples() -> None:
 
 
 # -- non-finite values in in-memory training data --------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("where", "name"), [("x", "input"), ("y", "target")], ids=["nan-in-input", "inf-in-target"]
-)
-def test_non_finite_training_tensors_warn_before_training_naming_the_tensor(where: str, name: str) -> None:
-    x, y = torch.randn(64, 3), torch.randn(64, 1)
-    if where == "x":
-        x[5, 1] = float("nan")
-        x[9, 0] = float("nan")
-    else:
-        y[3, 0] = float("inf")
-    steps: list[int] = []
-    probe = luz.callback(on_train_batch_end=lambda ctx: steps.append(ctx.iter))
-    with pytest.warns(
-        UserWarning, match=rf"training data's {name} tensor \(shape \((64, 3|64, 1)\)\) holds"
-    ) as caught:
-        module = luz.setup(torch.nn.Linear, loss=torch.nn.MSELoss(), optimizer=torch.optim.SGD)
-        guard = luz.callbacks.NaNGuard(enabled=False)
-        module.set_hparams(in_features=3, out_features=1).fit(
-            (x, y), epochs=1, callbacks=[guard, probe], verbose=False
-        )
-    message = next(str(w.message) for w in caught if "training data" in str(w.message))
-    assert ("holds 2 NaN" if where == "x" else "holds 1 NaN") in message
-    assert steps  # a warning, not an error: training ran
-
-
-def test_non_finite_numpy_arrays_and_nested_inputs_are_named() -> None:
-    xa, xb, y = np.random.randn(64, 3), np.random.randn(64, 2), np.random.randn(64, 1)
-    xb[0, 0] = np.inf
-    ds = TensorBatchDataset((torch.as_tensor(xa), torch.as_tensor(xb)), torch.as_tensor(y))
-    with pytest.warns(UserWarning, match=r"training data's input\[1\] tensor \(shape \(64, 2\)\)"):
-        warn_non_finite(training_loader(ds, None), "training")
-    with pytest.warns(UserWarning, match="training data's input tensor"):
-        warn_non_finite(training_loader((xb, y), None), "training")
-
-
-def test_finite_and_integer_training_data_do_not_warn(recwarn: pytest.WarningsRecorder) -> None:
-    x, labels = torch.randn(64, 3), torch.randint(0, 3, (64,))
-    warn_non_finite(training_loader((x, labels), None), "training")
-    warn_non_finite(training_loader(Images(), None), "training")  # not in memory: unchecked
-    assert not [w for w in recwarn if "training data" in str(w.message)]
 
 
 # -- real data as people have it (SPEC §4 Beyond): compared with a hand-written torch loop ---------
@@ -739,92 +567,3 @@ def test_a_frame_with_a_text_column_says_to_make_it_numeric() -> None:
 
 
 # -- the in-memory loader (issue 18) ----------------------------------------------------------------
-
-
-class _TorchIteration:
-    def __init__(self, loader: DataLoader[Any]) -> None:
-        self.loader = loader
-
-    def __iter__(self) -> Any:
-        return DataLoader.__iter__(self.loader)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-
-def _draws(loader: Any, generator: torch.Generator | None) -> list[tuple[Any, ...]]:
-    """Every batch of two epochs, with a global-RNG draw after each and the generator's state."""
-    seen = []
-    for _ in range(2):
-        for batch in loader:
-            state = None if generator is None else generator.get_state()
-            seen.append((batch, torch.rand(1), state))
-    return seen
-
-
-@pytest.mark.parametrize(
-    ("n", "batch_size", "drop_last", "shuffle", "own_generator"),
-    [
-        (100, 32, False, True, False),  # a short last batch
-        (96, 32, False, True, True),  # no short batch
-        (100, 32, False, True, True),  # the user's generator, short last batch kept
-        (100, 32, True, True, True),  # short last batch dropped
-        (100, 7, False, False, False),  # sequential
-        (5, 32, True, True, False),  # no batch at all
-    ],
-)
-def test_in_memory_loader_equals_torch_dataloader_bitwise(
-    n: int, batch_size: int, drop_last: bool, shuffle: bool, own_generator: bool
-) -> None:
-    from luz.data import InMemoryLoader, collate_batch
-
-    x, y = torch.randn(n, 3), torch.arange(n)
-    dataset = TensorBatchDataset((x, [x * 2]), y)
-    runs = []
-    for kind in ("torch", "luz", "luz through torch's iterator"):
-        torch.manual_seed(0)
-        generator = torch.Generator().manual_seed(5) if own_generator else None
-        options = {"batch_size": batch_size, "shuffle": shuffle, "drop_last": drop_last}
-        options["generator"] = generator
-        if kind == "torch":
-            loader: Any = DataLoader(dataset, collate_fn=collate_batch, **options)
-        else:
-            loader = InMemoryLoader(dataset, **options)
-            assert isinstance(loader, DataLoader) and loader.batch_size == batch_size
-            if kind != "luz":  # torch's iterator fetches with the same index batches
-                loader = _TorchIteration(loader)
-        runs.append((_draws(loader, generator), torch.rand(3), len(loader)))
-    reference, after, length = runs[0]
-    assert len(reference) == 2 * length
-    for seen, rest, size in runs[1:]:
-        assert size == length and len(seen) == len(reference) and torch.equal(rest, after)
-        for (batch, draw, state), (want, want_draw, want_state) in zip(seen, reference, strict=True):
-            (xa, (xb,)), yb = batch
-            assert isinstance(batch, tuple) and isinstance(batch[0][1], tuple)
-            assert torch.equal(yb, want[1]) and torch.equal(xa, want[0][0]) and torch.equal(xb, want[0][1][0])
-            assert torch.equal(draw, want_draw)
-            assert state is None or torch.equal(state, want_state)
-    if shuffle and n > batch_size:
-        assert not torch.equal(reference[0][0][1], torch.arange(batch_size))  # it did shuffle
-
-
-def test_tensors_get_an_in_memory_loader_unless_options_need_torchs() -> None:
-    from torch.utils.data import default_collate
-
-    from luz.data import InMemoryLoader
-
-    x, y = torch.randn(20, 3), torch.arange(20)
-    assert type(luz.as_dataloader((x, y))) is InMemoryLoader
-    assert type(training_loader((x, y), {"batch_size": 4})) is InMemoryLoader
-    assert type(eval_loader(x, None, role="prediction")) is InMemoryLoader
-    for options in (
-        {"num_workers": 0},
-        {"collate_fn": default_collate},
-        {"pin_memory": False},
-        {"sampler": range(20)},
-        {"batch_size": None},
-    ):
-        loader = luz.as_dataloader((x, y), **options)
-        assert type(loader) is DataLoader, options
-    batch = next(iter(luz.as_dataloader((x, y), batch_size=5, num_workers=0)))
-    assert torch.equal(batch[0], x[:5])  # the DataLoader path still fetches whole batches
