@@ -75,6 +75,7 @@ def train_stream(loader: Any, steps: int, device: torch.device) -> TrainStream:
 
 
 def compile_options(compile: object) -> dict[str, Any] | None:
+    """``fit(compile=)``: the ``torch.compile`` arguments (``{}`` for ``True``), or ``None``."""
     if isinstance(compile, dict):
         return dict(compile)
     if not is_flag(compile):
@@ -91,6 +92,8 @@ def resolve_step(model: nn.Module, ctx: Context) -> Callable[[], None]:
 
 
 def check_run_options(verbose: object, accelerator: object) -> tuple[Accelerator, bool, SingleProcess]:
+    """The accelerator (a default one for ``None``), whether this process shows progress, and
+    the run's plan (`luz._dist.plan.plan_for`)."""
     if accelerator is not None and not isinstance(accelerator, Accelerator):
         raise TypeError(f"`accelerator` must be a luz.Accelerator, got {type(accelerator).__name__}.")
     verbose = check_optional_flag(
@@ -141,10 +144,12 @@ def stop_reason(stop: StopTraining | KeyboardInterrupt, epoch: int) -> str:
 def loss_on_device(
     loss_fn: Callable[..., torch.Tensor] | None, acc: Accelerator
 ) -> Callable[..., torch.Tensor] | None:
+    """The loss on the accelerator's device when it is a module (a class weight, say)."""
     return loss_fn.to(acc.device) if isinstance(loss_fn, nn.Module) else loss_fn
 
 
 def check_fitted(fitted: object, function: str) -> None:
+    """A ``TypeError`` saying what to pass when ``fitted`` is not a `luz.Fitted`."""
     if isinstance(fitted, Fitted):
         return
     if isinstance(fitted, LuzModule):
@@ -175,8 +180,8 @@ def stack_predictions(predictions: list[Any]) -> Any:
 
 
 def optimizers_for_evaluation(fitted: Fitted, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
-    # Optimizers named as in training (a custom step may look them up): rebuilt from the
-    # module when possible, else placeholders that are never stepped.
+    """Optimizers named as in training (a custom step may look them up): rebuilt from the
+    module when possible, else placeholders that are never stepped."""
     if fitted.module is not None:
         try:
             return fitted.module.build_optimizers(model)

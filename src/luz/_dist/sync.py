@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.distributed as dist
@@ -22,9 +22,6 @@ from luz.callbacks.base import Callback
 from luz.callbacks.defaults import EMPTY_VALIDATION, Metrics, metric_error
 from luz.events import StopTraining
 from luz.records import to_metric_value
-
-if TYPE_CHECKING:
-    pass
 
 
 class DistributedSync(Callback):

@@ -63,6 +63,8 @@ def _digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
 def read_safetensors(
     path: str | os.PathLike[str], expected: str | None = None, *, metadata_optional: bool = False
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and metadata of a safetensors file, its checksum verified when pyluz wrote
+    it, and its format checked against ``expected`` unless ``metadata_optional``."""
     from safetensors import safe_open
 
     if Path(path).is_dir():
@@ -161,6 +163,8 @@ def find_class(path_text: str, path: str | os.PathLike[str]) -> type[nn.Module]:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in a weights file: safetensors (any tool's, or pyluz's weights) or a
+    ``torch.save`` state dict read with ``weights_only=True``."""
     if path.is_dir():
         raise ValueError(f"{str(path)!r} is a directory: pass the weights file itself.")
     with open(path, "rb") as handle:
