@@ -9,20 +9,22 @@ so set-up and imports cancel out:
 
 - ``raw``: a hand-written loop over ``DataLoader(TensorDataset)``, shuffled (the reference);
 - ``raw_mem``: a hand-written loop slicing in-memory tensors by a per-epoch permutation (floor);
-- ``luz``: pyluz given the tensors; ``luz_dl``: pyluz given the same ``DataLoader`` as ``raw``.
+- ``luz``: pyluz given the tensors; ``luz_dl``: pyluz given the same ``DataLoader`` as ``raw``;
+- ``luz_verbose``: ``luz`` with its progress written to a file (one line per epoch).
 
 Instructions are not time (torch's kernels run more instructions per cycle than the
 interpreter), but a change that removes Python work per step shows up exactly.
 
 Needs valgrind, its headers (``valgrind/callgrind.h``) and a C compiler. Takes minutes.
 
-Run:  python bench/instructions.py                     (all four variants)
+Run:  python bench/instructions.py                     (all five variants)
       python bench/instructions.py --variants luz,raw_mem --n-train 4096
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import glob
 import os
@@ -33,7 +35,7 @@ import tempfile
 import time
 from typing import Any
 
-VARIANTS = ("raw", "raw_mem", "luz", "luz_dl")
+VARIANTS = ("raw", "raw_mem", "luz", "luz_dl", "luz_verbose")
 BATCH = 32
 HELPER = """#include <valgrind/callgrind.h>
 void cg_on(void) { CALLGRIND_START_INSTRUMENTATION; }
@@ -97,17 +99,23 @@ def workload(n_train: int, n_val: int) -> dict[str, Any]:
                     correct += (out.argmax(1) == yb).sum()
             total.item()
 
-    def fit(epochs: int, on_loader: bool = False) -> None:
+    def fit(epochs: int, on_loader: bool = False, verbose: bool = False) -> None:
         module = luz.setup(
             mlp(), loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam, metrics=[luz.metrics.Accuracy()]
         ).set_opt_hparams(lr=1e-3)
         if on_loader:
             train, valid = loaders()
             module.fit(train, epochs=epochs, valid_data=valid, verbose=False)
-        else:
-            options = {"batch_size": BATCH, "drop_last": False}
+            return
+        options = {"batch_size": BATCH, "drop_last": False}
+        # verbose: the progress output goes to a file, as in peer_overhead's luz_verbose
+        with (
+            open(os.devnull, "w") as sink,
+            contextlib.redirect_stderr(sink),
+            contextlib.redirect_stdout(sink),
+        ):
             module.fit(
-                (xt, yt), epochs=epochs, valid_data=(xv, yv), verbose=False, dataloader_options=options
+                (xt, yt), epochs=epochs, valid_data=(xv, yv), verbose=verbose, dataloader_options=options
             )
 
     return {
@@ -115,6 +123,7 @@ def workload(n_train: int, n_val: int) -> dict[str, Any]:
         "raw_mem": lambda epochs: raw(epochs, in_memory=True),
         "luz": fit,
         "luz_dl": lambda epochs: fit(epochs, on_loader=True),
+        "luz_verbose": lambda epochs: fit(epochs, verbose=True),
     }
 
 
@@ -191,7 +200,7 @@ def main() -> None:
     for v in variants:
         bases = [b for b in ("raw", "raw_mem") if b in per_step]
         ratios = "".join(f"  {per_step[v] / per_step[b]:.3f}x {b}" for b in bases)
-        print(f"{v:<8}{per_step[v] / 1e3:>10.1f} k{ratios}")
+        print(f"{v:<12}{per_step[v] / 1e3:>10.1f} k{ratios}")
 
 
 if __name__ == "__main__":
