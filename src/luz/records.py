@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 Records = dict[str, Any]
+SETS = ("train", "valid")
+"""The sets of ``records["metrics"]``: training, and validation (evaluate logs as ``valid``)."""
 MetricValue = float | dict[str, float]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import types
+import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -12,12 +13,10 @@ import torch
 
 from luz.accelerator import is_writer
 from luz.callbacks.base import Callback
-from luz.records import flatten_value
+from luz.records import SETS, flatten_value
 
 Status = Literal["FINISHED", "FAILED", "KILLED"]
 """How a fit ended, in MLflow's words: every epoch or an early stop, an error, an interrupt."""
-
-_SETS = ("train", "valid")
 
 
 def import_backend(module: str, extra: str, who: str) -> types.ModuleType:
@@ -29,6 +28,16 @@ def import_backend(module: str, extra: str, who: str) -> types.ModuleType:
         raise ImportError(
             f"{who} needs the `{module}` package, which is not installed: pip install 'pyluz[{extra}]'."
         ) from error
+
+
+def warn_joined_run(logger: str, run: str, unused: str, fix: str) -> None:
+    """Warn that ``logger`` logs into ``run``, a run the user started, so the arguments named
+    in ``unused`` (``"`a` and `b` are"``) do nothing; ``fix`` says how to get a run of its own."""
+    warnings.warn(
+        f"{logger}: logging into the active {run}, which you started; {unused} not used. {fix}",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def param_value(value: Any) -> Any:
@@ -81,7 +90,7 @@ def epoch_metrics(records: Mapping[str, Any], epoch: int) -> dict[str, float]:
     """The metrics of 1-based ``epoch`` as ``{"<set>_<name>": value}`` — the monitor names
     (``train_loss``, ``valid_acc``, ``train_lr``, ``valid_loss_gen``, ``valid_auc_0``)."""
     out: dict[str, float] = {}
-    for set_name in _SETS:
+    for set_name in SETS:
         entries = records["metrics"][set_name]
         if epoch > len(entries):
             continue

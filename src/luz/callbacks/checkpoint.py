@@ -25,7 +25,8 @@ from luz._persist.checkpoint import (
 )
 from luz._persist.restore import load_checkpoint_into_context, match_callbacks
 from luz._validate import check_flag, check_output_file
-from luz.callbacks.monitor import SETS, MonitorCallback, flat_metric_value, monitor_names
+from luz.callbacks.monitor import MonitorCallback, flat_metric_value, monitor_names
+from luz.records import SETS
 
 DIRECTORY_TEMPLATE = "epoch-{epoch:02d}-{monitor_name}-{monitor:.3f}.pt"
 

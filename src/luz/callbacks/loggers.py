@@ -12,12 +12,10 @@ from luz._persist.atomic import atomic_open
 from luz._validate import check_output_file, invalid, is_flag
 from luz.accelerator import is_writer
 from luz.callbacks.base import Callback
-from luz.records import flatten_value
+from luz.records import SETS, flatten_value
 
 if TYPE_CHECKING:
     pass
-
-_SETS = ("train", "valid")
 
 
 class CSVLogger(Callback):
@@ -49,7 +47,7 @@ class CSVLogger(Callback):
 
     def on_epoch_end(self) -> None:
         ctx = self.context
-        for set_name in _SETS:
+        for set_name in SETS:
             metrics = ctx.get_metrics(set_name, ctx.epoch)
             if metrics is None:
                 continue
@@ -162,7 +160,7 @@ class TensorBoard(Callback):
         ctx = self.context
         if not is_writer(ctx.accelerator):
             return
-        for set_name in _SETS:
+        for set_name in SETS:
             metrics = ctx.get_metrics(set_name, ctx.epoch)
             if not metrics:
                 continue

@@ -7,7 +7,7 @@ import warnings
 from typing import Any
 
 from luz._validate import invalid
-from luz.callbacks._tracking import Status, TrackingLogger, import_backend
+from luz.callbacks._tracking import Status, TrackingLogger, import_backend, warn_joined_run
 
 _MAX_PARAM_LENGTH = 6000  # MLflow's limit on a parameter value (mlflow.utils.validation)
 _PARAMS_PER_BATCH = 100  # and on the parameters of one log_batch call
@@ -67,12 +67,11 @@ class MLflowLogger(TrackingLogger):
         active = mlflow.active_run() if self.tracking_uri is None else None
         if active is not None:
             if self.experiment_name is not None or self.run_name is not None:
-                warnings.warn(
-                    f"MLflowLogger: logging into the active MLflow run {active.info.run_id}, which you "
-                    "started; `experiment_name` and `run_name` are not used. End that run first, or "
-                    "start a nested one yourself with mlflow.start_run(nested=True).",
-                    UserWarning,
-                    stacklevel=2,
+                warn_joined_run(
+                    "MLflowLogger",
+                    f"MLflow run {active.info.run_id}",
+                    "`experiment_name` and `run_name` are",
+                    "End that run first, or start a nested one yourself with mlflow.start_run(nested=True).",
                 )
             self.run_id = active.info.run_id
             return False

@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from luz._validate import check_choice, check_real, invalid
 from luz.callbacks.base import Callback
-from luz.records import flatten_value
+from luz.records import SETS, flatten_value
 
 if TYPE_CHECKING:
     from luz.context import Context
 
 MODES = ("min", "max", "zero")
-SETS = ("train", "valid")
 
 
 def check_monitor(monitor: object) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import IO, Any, Literal
 
 from luz._console import default_verbose, in_notebook, is_terminal, note_stream, widgets_available
-from luz._validate import check_real
+from luz._validate import check_choice, check_real
 from luz.callbacks._progress_text import BarView, LinesView, Pairs, View
 from luz.callbacks.base import Callback
 from luz.records import format_value
@@ -75,13 +75,8 @@ class Progress(Callback):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.refresh = check_real(refresh, "refresh", minimum=0, hint="It is in seconds.")
-        if not isinstance(mode, str):
-            raise TypeError(f"`mode` must be a string such as 'auto', got {type(mode).__name__}.")
-        if mode not in MODES:
-            raise ValueError(
-                f"`mode` must be one of {', '.join(map(repr, MODES))}, got {mode!r}. "
-                "Use 'auto' to pick the form from where the output goes."
-            )
+        hint = "Use 'auto' to pick the form from where the output goes."
+        mode = check_choice(mode, "mode", MODES, hint=hint)  # type: ignore[assignment]
         if not callable(clock):
             raise TypeError(f"`clock` must be a function returning seconds, got {type(clock).__name__}.")
         self.file = file

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from luz._validate import invalid
-from luz.callbacks._tracking import Status, TrackingLogger, import_backend
+from luz.callbacks._tracking import Status, TrackingLogger, import_backend, warn_joined_run
 
 # W&B marks a run "failed" for any non-zero exit code; 255 is what it uses for an interrupt.
 _EXIT_CODES: dict[Status, int] = {"FINISHED": 0, "FAILED": 1, "KILLED": 255}
@@ -59,12 +58,11 @@ class WandbLogger(TrackingLogger):
         active = wandb.run
         if active is not None:
             if self.project is not None or self.init_kwargs:
-                warnings.warn(
-                    f"WandbLogger: logging into the active W&B run {active.id}, which you started; "
-                    "`project` and the wandb.init arguments are not used. Call wandb.finish() "
-                    "first to log the fit to a run of its own.",
-                    UserWarning,
-                    stacklevel=2,
+                warn_joined_run(
+                    "WandbLogger",
+                    f"W&B run {active.id}",
+                    "`project` and the wandb.init arguments are",
+                    "Call wandb.finish() first to log the fit to a run of its own.",
                 )
             self.run = active
             # W&B drops (or merges into the open row) steps that are not past the run's
