@@ -123,7 +123,8 @@ class NotebookView(View):
         self._epochs.append((epoch, pretty_seconds(now - self._epoch_start), phases))
         if self._epoch_row is not None:
             self._draw_epochs(epoch, max_epochs, now)
-        bundle = {"text/html": self._table_html(), "text/plain": self._table_text()}
+        header, rows = self._cells()  # built once for both forms of the table
+        bundle = {"text/html": _table_html(header, rows), "text/plain": _table_text(header, rows)}
         if self._table is None:
             self._table = self._display(bundle, raw=True, display_id=True)
         else:
@@ -147,22 +148,21 @@ class NotebookView(View):
             rows.append([str(epoch), *(values.get(column, "") for column in columns), seconds])
         return header, rows
 
-    def _table_html(self) -> str:
-        header, rows = self._cells()
-        head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
-        )
-        return f'<table class="luz-progress"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-    def _table_text(self) -> str:
-        header, rows = self._cells()
-        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-        table = [header, *rows]
-        lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in table]
-        return "\n".join(lines)
-
     def run_end(self, outcome: str) -> None:
         if self._epoch_row is not None:
             bar, _ = self._epoch_row
             bar.bar_style = {"done": "success", "stopped": "warning"}.get(outcome, "danger")
+
+
+def _table_html(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    return f'<table class="luz-progress"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _table_text(header: list[str], rows: list[list[str]]) -> str:
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in table)
