@@ -23,7 +23,10 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
+
+from luz._dist.collectives import any_rank
 
 if TYPE_CHECKING:
     from torch.distributed.device_mesh import DeviceMesh
@@ -124,3 +127,15 @@ def local_all_finite(tensors: dict[str, Any]) -> bool:
         if local.is_floating_point() and not bool(torch.isfinite(local).all()):
             return False
     return True
+
+
+def finite_on_every_rank(tensors: dict[str, Any]) -> bool:
+    """Whether every floating-point tensor is finite on every rank (a collective when a
+    process group exists)."""
+    finite = local_all_finite(tensors)
+    if not (dist.is_available() and dist.is_initialized()):
+        return finite
+    first: Any = next(iter(tensors.values()), None)
+    local = first.to_local() if hasattr(first, "to_local") else first
+    device = local.device if isinstance(local, torch.Tensor) else torch.device("cpu")
+    return not any_rank(not finite, device)

@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import RandomSampler
 
-from luz._dist.collectives import any_rank
-from luz._dist.fsdp import local_all_finite
+from luz._dist.fsdp import finite_on_every_rank, local_all_finite
 from luz._dist.run_state import (
     rank_states,
     shards_state,
@@ -102,8 +101,8 @@ def model_finite(ctx: Context, state: dict[str, Any]) -> bool:
     """Whether the model weights of a checkpoint ``state`` of this fit are all finite (a
     sharded model: on every rank; every rank must call it then)."""
     if shards_state(ctx):
-        return not any_rank(not local_all_finite(state["model"]), ctx.device)
-    return all_finite(state["model"])
+        return finite_on_every_rank(state["model"])
+    return local_all_finite(state["model"])
 
 
 def commit_checkpoint(ctx: Context, state: dict[str, Any], path: str | os.PathLike[str]) -> None:
@@ -299,12 +298,3 @@ def verify_checksum(state: dict[str, Any], file: str) -> None:
             "(a flipped bit on disk, a bad copy or an edit). Nothing was restored; resume from "
             "another checkpoint, or delete this one to start over."
         )
-
-
-def all_finite(state_dict: dict[str, Any]) -> bool:
-    """Whether every floating-point tensor of a model state is free of NaN and inf."""
-    for value in state_dict.values():
-        floating = isinstance(value, torch.Tensor) and value.is_floating_point()
-        if floating and not bool(torch.isfinite(value).all()):  # a host sync per tensor, at save time
-            return False
-    return True

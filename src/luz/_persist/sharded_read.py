@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 
-from luz._dist.collectives import any_rank
-from luz._dist.fsdp import local_all_finite
+from luz._dist.fsdp import finite_on_every_rank
 from luz._persist.sharded import file_digest, join_tensors, leaf_keys, split_tensors
 from luz._persist.verify import damaged
 
@@ -227,15 +226,3 @@ def check_shards(
                 param.grad = loaded.get(name)
 
     return restore
-
-
-def finite_on_every_rank(tensors: dict[str, Any]) -> bool:
-    """Whether every floating-point tensor is finite on every rank (a collective when a
-    process group exists)."""
-    finite = local_all_finite(tensors)
-    if not (dist.is_available() and dist.is_initialized()):
-        return finite
-    first: Any = next(iter(tensors.values()), None)
-    local = first.to_local() if hasattr(first, "to_local") else first
-    device = local.device if isinstance(local, torch.Tensor) else torch.device("cpu")
-    return not any_rank(not finite, device)
