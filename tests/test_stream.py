@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, Te
 import luz
 from luz._persist.checkpoint import write_checkpoint
 from luz._stream import SkipBatches, TrainStream
+from luz.data import InMemoryLoader, TensorBatchDataset
 from tests.callbacks.test_resume import FailOnce, assert_identical, script_runner
 from tests.conftest import Linear, regression_data
 
@@ -152,6 +153,49 @@ def test_skipping_draws_no_samples_and_yields_the_rest() -> None:
     rest = [b[0] for b in DataLoader(loader.dataset, batch_sampler=skipper)]
     assert len(skipper) == 2 and len(rest) == 2
     assert all(torch.equal(a, b) for a, b in zip(full[3:], rest, strict=True))
+
+
+class _CountingData(TensorBatchDataset):
+    """Counts the batches torch's DataLoader fetches (``__getitems__``), not the in-memory gathers."""
+
+    fetched = 0
+
+    def __getitems__(self, indices: Any) -> tuple[Any, ...]:
+        type(self).fetched += 1
+        return super().__getitems__(indices)
+
+
+def test_a_resumed_pass_of_in_memory_data_stays_in_memory_and_continues_exactly() -> None:
+    x, y = regression_data(100)
+    loader = InMemoryLoader(_CountingData(x, y), batch_size=8, shuffle=True, drop_last=True)  # 12
+
+    def stream() -> TrainStream:
+        return TrainStream(
+            loader,
+            5,
+            capture=torch.get_rng_state,
+            restore=torch.set_rng_state,
+            unwrap=lambda lo: lo,
+            wrap=lambda batches: batches,
+        )
+
+    torch.manual_seed(4)
+    straight = stream()
+    reference = [straight.next_batch()[0] for _ in range(20)]  # passes 1 and 2
+    after_reference = torch.rand(3)
+    torch.manual_seed(4)
+    first = stream()
+    for _ in range(15):  # 3 batches into pass 2
+        first.next_batch()
+    position, rng = first.state_dict(), torch.get_rng_state()
+    resumed = stream()
+    resumed.load_state_dict(position)
+    torch.set_rng_state(rng)
+    _CountingData.fetched = 0
+    rest = [resumed.next_batch()[0] for _ in range(5)]
+    assert all(torch.equal(a, b) for a, b in zip(reference[15:], rest, strict=True))
+    assert torch.equal(torch.rand(3), after_reference)  # the run's own random stream is intact
+    assert _CountingData.fetched == 0  # gathered by the in-memory loader, not torch's fetcher
 
 
 # -- exact resume --------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ Public as ``luz.data.TensorBatchDataset``, ``luz.data.InMemoryLoader`` and
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -227,34 +227,44 @@ class InMemoryLoader(DataLoader[Any]):
     def __iter__(self) -> Any:
         if self.num_workers > 0 or self.pin_memory:  # set after construction: torch's iterator
             return super().__iter__()
-        return self._batches()
-
-    def _batches(self) -> Iterator[tuple[Any, ...]]:
-        # The random draw of torch's iterator (its workers' base seed), made here too so the
-        # global random stream advances exactly as with a DataLoader.
+        # The random draw torch's iterator makes when it is created (its workers' base seed),
+        # made here too, at the same point, so the global random stream advances exactly as
+        # with a DataLoader; the batch indices are drawn when the first batch is asked for.
         torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        return self._batches(iter(self.index_batches))
+
+    def _batches(self, indices: Iterator[torch.Tensor]) -> Iterator[tuple[Any, ...]]:
         dataset: TensorBatchDataset = self.dataset  # type: ignore[assignment]
-        for index in self.index_batches:
+        for index in indices:
             yield dataset.gather(index)
 
     def on_device(self, device: torch.device) -> InMemoryLoader:
         """The same loader (same sampler, hence the same order and random draws) over a copy of
         the tensors on ``device``; gathering happens there, with no per-batch copy."""
         dataset: TensorBatchDataset = self.dataset  # type: ignore[assignment]
-        moved = dataset.to(device)
+        index_batches = IndexBatchSampler(
+            self.index_batches.sampler, self.index_batches.batch_size, self.drop_last, device=device
+        )
+        return self._like(dataset.to(device), index_batches)
+
+    def with_index_batches(self, index_batches: Iterable[torch.Tensor]) -> InMemoryLoader:
+        """The same loader drawing its batch indices from ``index_batches`` (an iterable of
+        index tensors with a length, such as a `luz._stream.SkipBatches` over `index_batches`)."""
+        return self._like(self.dataset, index_batches)  # type: ignore[arg-type]
+
+    def _like(self, dataset: TensorBatchDataset, index_batches: Iterable[torch.Tensor]) -> InMemoryLoader:
+        # This loader's sampler and options over ``dataset``, its batches from ``index_batches``.
         loader = InMemoryLoader.__new__(InMemoryLoader)
         DataLoader.__init__(
             loader,
-            moved,
+            dataset,
             batch_size=self.batch_size,
             sampler=self.sampler,
             drop_last=self.drop_last,
             generator=self.generator,
             collate_fn=collate_batch,
         )
-        loader.index_batches = IndexBatchSampler(
-            self.index_batches.sampler, self.index_batches.batch_size, self.drop_last, device=device
-        )
+        loader.index_batches = index_batches  # type: ignore[assignment]
         return loader
 
     def nbytes(self) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 from torch.utils.data import DataLoader, IterableDataset, Sampler
 
 from luz._dist.sharding import loader_options, shard_sampler
+from luz._inmemory import InMemoryLoader
 
 Capture = Callable[[], Any]
 Restore = Callable[[Any], None]
@@ -78,7 +79,11 @@ _END = object()
 
 def _rebuild(loader: Any, skip: int) -> tuple[Iterable[Any], SkipBatches] | None:
     # The same loader (dataset, options, the same batch sampler object), skipping ``skip``
-    # batches at the batch-sampler level; None when ``loader`` is not such a DataLoader.
+    # batches at the batch-sampler level; None when ``loader`` is not such a DataLoader. An
+    # in-memory loader stays one: the rest of the pass is gathered as fast as a fresh pass.
+    if isinstance(loader, InMemoryLoader):
+        skipper = SkipBatches(loader.index_batches, skip)
+        return loader.with_index_batches(skipper), skipper
     if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
         return None
     if loader.batch_sampler is None:
