@@ -8,7 +8,7 @@ from __future__ import annotations
 import pickle
 import shutil
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -224,6 +224,27 @@ def test_one_rank_sharded_resume_and_resume_from_checkpoint(one_rank_group: None
     # ResumeFromCheckpoint on ModelCheckpoint's directory picks the last epoch's directory.
     resume = luz.callbacks.ResumeFromCheckpoint(tmp_path / "ckpt")
     assert resume.resolve() == tmp_path / "ckpt" / sorted(p.name for p in (tmp_path / "ckpt").iterdir())[-1]
+
+
+def test_a_sharded_resume_reads_the_dcp_metadata_once(
+    one_rank_group: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state"
+    with pytest.raises(RuntimeError, match="crash in epoch 3"):
+        _fit_one_rank([luz.callbacks.AutoResume(state), Crash()])
+    reads: list[Path] = []
+    real = sharded_read.read_metadata
+
+    def counted(folder: Path, *args: Any, **kwargs: Any) -> Any:
+        reads.append(folder)
+        return real(folder, *args, **kwargs)
+
+    monkeypatch.setattr(sharded_read, "read_metadata", counted)
+    resumed = _fit_one_rank([luz.callbacks.AutoResume(state)], seed=2)
+    # AutoResume restores twice (at on_fit_begin, and again at the last skipped epoch); each
+    # restore checks and loads from the one safely rebuilt metadata: read once, not twice.
+    assert len(reads) == 2
+    assert len(resumed.records["metrics"]["train"]) == 4
 
 
 def test_keep_best_model_is_refused_with_a_sharded_model(one_rank_group: None) -> None:

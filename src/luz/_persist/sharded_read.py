@@ -101,13 +101,13 @@ def read_metadata(folder: Path, where: str, files: dict[str, Any] | None = None)
     return metadata
 
 
-def safe_reader(folder: Path, where: str) -> Any:
-    """A DCP ``FileSystemReader`` of ``folder`` whose metadata comes from `read_metadata`."""
+def safe_reader(folder: Path, metadata: Metadata) -> Any:
+    """A DCP ``FileSystemReader`` of ``folder`` that reads no metadata itself: it gives DCP
+    ``metadata``, which `read_metadata` rebuilt safely (and the checks used)."""
     from torch.distributed.checkpoint.filesystem import FileSystemReader
 
     class SafeReader(FileSystemReader):
         def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
-            metadata = read_metadata(folder, where)
             if metadata.storage_meta is not None:
                 metadata.storage_meta.load_id = self.load_id
             return metadata
@@ -141,15 +141,16 @@ def check_against(
             )
 
 
-def load_tensors(templates: dict[str, torch.Tensor], folder: Path, where: str) -> None:
-    """Load the saved tensors into ``templates`` in place (each rank its own shards); DCP
-    reshards when the saved layout differs (another world size, or one process)."""
+def load_tensors(templates: dict[str, torch.Tensor], folder: Path, metadata: Metadata) -> None:
+    """Load the saved tensors into ``templates`` in place (each rank its own shards), with the
+    ``metadata`` `read_metadata` gave; DCP reshards when the saved layout differs (another
+    world size, or one process)."""
     from torch.distributed.checkpoint.state_dict_loader import load
 
     alone = not (dist.is_available() and dist.is_initialized())  # one process: no collectives
     with warnings.catch_warnings():  # DCP warns that it loads in one process, as asked
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        load(templates, storage_reader=safe_reader(folder, where), no_dist=alone)
+        load(templates, storage_reader=safe_reader(folder, metadata), no_dist=alone)
 
 
 def check_shards(
@@ -210,7 +211,7 @@ def check_shards(
     check_against(templates, saved_keys, metadata, where)
 
     def restore() -> None:
-        load_tensors(templates, folder, where)
+        load_tensors(templates, folder, metadata)
         if model:
             weights = join_tensors(skeleton["model"], templates)
             if not finite_on_every_rank(weights):
