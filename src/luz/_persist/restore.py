@@ -5,6 +5,8 @@ and every random stream, each part checked against the fit before anything is re
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -41,6 +43,17 @@ def _restore_grads(ctx: Context, grads: dict[str, torch.Tensor]) -> None:
         param.grad = None if saved is None else saved.to(param.device).clone()
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """Which parts of a checkpoint a restore puts back."""
+
+    model: bool
+    optimizers: bool
+    records: bool
+    callbacks: bool
+    rng: bool
+
+
 def load_checkpoint_into_context(
     ctx: Context,
     source: str | os.PathLike[str] | dict[str, Any],
@@ -64,59 +77,85 @@ def load_checkpoint_into_context(
         state, file = source, repr(name) if name is not None else "(a checkpoint dict)"
     else:
         state, file = read_checkpoint(source), repr(str(source))
-    rng = rng_to_restore(ctx, state) if restore_rng else None
-    restore_shards = None
-    if "sharded" not in state and is_sharded(ctx.model) and restore_optimizer_state:
+    parts = _Parts(
+        restore_model_state, restore_optimizer_state, restore_records, restore_callbacks_state, restore_rng
+    )
+    rng = rng_to_restore(ctx, state) if parts.rng else None
+    restore_shards = _check(ctx, state, file, parts, rng)
+    _restore(ctx, state, file, parts, rng, restore_shards)
+    return state
+
+
+def _check(
+    ctx: Context, state: dict[str, Any], file: str, parts: _Parts, rng: Any
+) -> Callable[[], None] | None:
+    # Every part to restore, checked against this fit; returns the restore of a sharded
+    # checkpoint's tensors (checked too), or None for a single file.
+    if "sharded" not in state and is_sharded(ctx.model) and parts.optimizers:
         raise ValueError(
             f"Cannot restore the optimizer state of checkpoint {file} into a sharded model "
             "(strategy='fsdp'): it is a single file, written by a run that was not sharded. "
             "Resume it with the strategy that wrote it, or load only its weights "
             "(ResumeFromCheckpoint(path) without restore_optimizer_state)."
         )
+    restore_shards = None
     if "sharded" in state:  # checked (keys, shapes, files) before anything is restored
         restore_shards = sharded_read.check_shards(
-            ctx.model, ctx.optimizers, state, model=restore_model_state, optimizers=restore_optimizer_state
+            ctx.model, ctx.optimizers, state, model=parts.model, optimizers=parts.optimizers
         )
+    in_file = restore_shards is None  # the model and optimizer states are in the file itself
     check_against_fit(
         ctx,
         state,
         file,
-        model=restore_model_state and restore_shards is None,
-        optimizers=restore_optimizer_state and restore_shards is None,
-        records=restore_records,
-        callbacks=restore_callbacks_state,
-        rng=restore_rng,
+        model=parts.model and in_file,
+        optimizers=parts.optimizers and in_file,
+        records=parts.records,
+        callbacks=parts.callbacks,
+        rng=parts.rng,
         rng_state=rng,
     )
-    if restore_rng and ctx.train_stream is not None and "stream" in state:
+    if parts.rng and ctx.train_stream is not None and "stream" in state:
         pass_state = position_to_restore(ctx, state).get("pass_state")
         if pass_state is not None:  # put back when the resumed pass restarts: check it now
             check_rng(pass_state, file, {"train": ctx.train_data}, part="stream['pass_state']")
-    if restore_callbacks_state:
+    if parts.callbacks:
         _check_callbacks(ctx, state["callbacks"], file)
+    return restore_shards
+
+
+def _restore(
+    ctx: Context,
+    state: dict[str, Any],
+    file: str,
+    parts: _Parts,
+    rng: Any,
+    restore_shards: Callable[[], None] | None,
+) -> None:
+    # The checked parts, each put back under `restoring` (an error names the file and part).
     if restore_shards is not None:
         with restoring(file, "sharded"):
             restore_shards()
-    if restore_model_state and restore_shards is None:
-        with restoring(file, "model"):
-            if is_sharded(ctx.model):  # full weights (every rank read them) into the shards
-                _load_full_weights(ctx.model, state["model"])
-            else:
-                ctx.model.load_state_dict(state["model"])
-                _restore_grads(ctx, state.get("grads", {}))
-    if restore_optimizer_state and restore_shards is None:
-        with restoring(file, "optimizers"):
-            _restore_optimizers(ctx, state["optimizers"])
-    if restore_callbacks_state:
+    else:
+        if parts.model:
+            with restoring(file, "model"):
+                if is_sharded(ctx.model):  # full weights (every rank read them) into the shards
+                    _load_full_weights(ctx.model, state["model"])
+                else:
+                    ctx.model.load_state_dict(state["model"])
+                    _restore_grads(ctx, state.get("grads", {}))
+        if parts.optimizers:
+            with restoring(file, "optimizers"):
+                _restore_optimizers(ctx, state["optimizers"])
+    if parts.callbacks:
         with restoring(file, "callbacks"):
             _restore_callbacks(ctx, state["callbacks"])
-    if restore_records:
+    if parts.records:
         with restoring(file, "records"):
             ctx.unsafe_set_records(state["records"])
-    if restore_rng:
+    if parts.rng:
         with restoring(file, "rng"):
             _restore_rng(ctx, state, rng)
-    return state
 
 
 def _load_full_weights(model: torch.nn.Module, weights: dict[str, Any]) -> None:

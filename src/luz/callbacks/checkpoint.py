@@ -25,8 +25,7 @@ from luz._persist.checkpoint import (
 )
 from luz._persist.restore import load_checkpoint_into_context, match_callbacks
 from luz._validate import check_flag, check_output_file
-from luz.callbacks.monitor import MonitorCallback, flat_metric_value, monitor_names
-from luz.records import SETS
+from luz.callbacks.monitor import MonitorCallback, flat_metric_value, is_monitor_name, monitor_names
 
 DIRECTORY_TEMPLATE = "epoch-{epoch:02d}-{monitor_name}-{monitor:.3f}.pt"
 
@@ -38,11 +37,6 @@ def _is_directory(path: str) -> bool:
 TEMPLATE_FIELDS = ("epoch", "monitor", "monitor_name")
 """The fixed fields a `ModelCheckpoint` path template may use; any monitor name
 (``{valid_loss:.3f}``, ``{train_acc}``) may be used too."""
-
-
-def _is_monitor_field(name: str) -> bool:
-    set_name, _, rest = name.lower().partition("_")
-    return set_name in SETS and bool(rest)
 
 
 def template_fields(text: str) -> list[str]:
@@ -59,7 +53,7 @@ def template_fields(text: str) -> list[str]:
     names: list[str] = []
     for field in fields:
         name = field.split(".", 1)[0].split("[", 1)[0]
-        if name not in TEMPLATE_FIELDS and not _is_monitor_field(name):
+        if name not in TEMPLATE_FIELDS and not is_monitor_name(name):
             shown = f"{{{field}}}" if field else "{}"
             raise _template_error(text, f"it uses the unknown field {shown}")
         if name not in names:

@@ -21,12 +21,17 @@ if TYPE_CHECKING:
 MODES = ("min", "max", "zero")
 
 
+def is_monitor_name(name: str) -> bool:
+    """Whether ``name`` has the form of a monitor name, ``<set>_<name>`` (case ignored)."""
+    set_name, _, rest = name.lower().partition("_")
+    return set_name in SETS and bool(rest)
+
+
 def check_monitor(monitor: object) -> str:
     """Validate the form ``<set>_<name>`` of a monitor name and return it."""
     if not isinstance(monitor, str):
         raise invalid("monitor", "a str such as 'valid_loss'", monitor, error=TypeError)
-    set_name, _, rest = monitor.lower().partition("_")
-    if set_name not in SETS or not rest:
+    if not is_monitor_name(monitor):
         raise invalid(
             "monitor",
             "a name '<set>_<metric>' with set 'train' or 'valid'",
